@@ -1,0 +1,1 @@
+//! Sends one request to a backend (`fastgate request`).

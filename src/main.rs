@@ -1,0 +1,2 @@
+//! The `fastgate` binary: the CLI only.
+fn main() {}

@@ -1,0 +1,1 @@
+//! The event loop, connections and worker pool.

@@ -1,0 +1,209 @@
+//! Listen specs: the `--listen` forms of the interface contract, parsed into
+//! a protocol and an address. Pure: resolving a host name is the only I/O.
+//!
+//! | spec | protocol | address |
+//! |---|---|---|
+//! | `fastcgi://HOST:PORT`, `scgi://…`, `http://…` | named | TCP |
+//! | `fastcgi:/abs/path.sock`, `scgi:/…`, `http:/…` | named | Unix |
+//! | `HOST:PORT`, `/abs/path.sock` | auto (first byte decides) | TCP / Unix |
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    FastCgi,
+    Scgi,
+    Http,
+    /// Each connection's first byte decides: 0x01 FastCGI, a digit SCGI.
+    Auto,
+}
+
+impl Protocol {
+    /// The scheme as written in a spec (`auto` has none).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Protocol::FastCgi => "fastcgi",
+            Protocol::Scgi => "scgi",
+            Protocol::Http => "http",
+            Protocol::Auto => "auto",
+        }
+    }
+}
+
+/// Where a listener is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A parsed `--listen` value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ListenSpec {
+    pub protocol: Protocol,
+    pub address: Address,
+}
+
+/// Why a spec did not parse; the message names the bad part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(pub String);
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+impl FromStr for ListenSpec {
+    type Err = SpecError;
+
+    fn from_str(s: &str) -> Result<Self, SpecError> {
+        let (protocol, rest) = split_scheme(s)?;
+        let address = if let Some(path) = rest.strip_prefix("//") {
+            Address::Tcp(resolve(path)?)
+        } else if rest.starts_with('/') {
+            Address::Unix(PathBuf::from(rest))
+        } else if protocol == Protocol::Auto {
+            Address::Tcp(resolve(rest)?)
+        } else {
+            return Err(SpecError(format!(
+                "{s:?}: expected {0}://HOST:PORT or {0}:/absolute/path.sock",
+                protocol.scheme()
+            )));
+        };
+        if let Address::Unix(p) = &address {
+            if p.as_os_str().len() > 107 {
+                return Err(SpecError(format!(
+                    "{s:?}: unix socket path longer than 107 bytes"
+                )));
+            }
+        }
+        Ok(ListenSpec { protocol, address })
+    }
+}
+
+fn split_scheme(s: &str) -> Result<(Protocol, &str), SpecError> {
+    for (scheme, proto) in [
+        ("fastcgi:", Protocol::FastCgi),
+        ("scgi:", Protocol::Scgi),
+        ("http:", Protocol::Http),
+    ] {
+        if let Some(rest) = s.strip_prefix(scheme) {
+            return Ok((proto, rest));
+        }
+    }
+    if s.is_empty() {
+        return Err(SpecError("empty listen spec".into()));
+    }
+    if s.contains("://") {
+        return Err(SpecError(format!(
+            "{s:?}: unknown scheme (expected fastcgi, scgi or http)"
+        )));
+    }
+    Ok((Protocol::Auto, s))
+}
+
+fn resolve(hostport: &str) -> Result<SocketAddr, SpecError> {
+    if let Ok(addr) = hostport.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if !hostport.contains(':') {
+        return Err(SpecError(format!("{hostport:?}: expected HOST:PORT")));
+    }
+    let mut addrs = hostport
+        .to_socket_addrs()
+        .map_err(|e| SpecError(format!("{hostport:?}: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| SpecError(format!("{hostport:?}: host has no address")))
+}
+
+impl fmt::Display for ListenSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.address, self.protocol) {
+            (Address::Tcp(a), Protocol::Auto) => write!(f, "{a}"),
+            (Address::Unix(p), Protocol::Auto) => write!(f, "{}", p.display()),
+            (Address::Tcp(a), proto) => write!(f, "{}://{a}", proto.scheme()),
+            (Address::Unix(p), proto) => write!(f, "{}:{}", proto.scheme(), p.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ListenSpec {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn every_form_parses() {
+        let tcp = |p, a: &str| ListenSpec {
+            protocol: p,
+            address: Address::Tcp(a.parse().unwrap()),
+        };
+        let unix = |p, a: &str| ListenSpec {
+            protocol: p,
+            address: Address::Unix(a.into()),
+        };
+        assert_eq!(
+            parse("fastcgi://127.0.0.1:9000"),
+            tcp(Protocol::FastCgi, "127.0.0.1:9000")
+        );
+        assert_eq!(
+            parse("scgi://[::1]:4000"),
+            tcp(Protocol::Scgi, "[::1]:4000")
+        );
+        assert_eq!(
+            parse("http://127.0.0.1:80"),
+            tcp(Protocol::Http, "127.0.0.1:80")
+        );
+        assert_eq!(
+            parse("fastcgi:/run/a.sock"),
+            unix(Protocol::FastCgi, "/run/a.sock")
+        );
+        assert_eq!(
+            parse("scgi:/run/a.sock"),
+            unix(Protocol::Scgi, "/run/a.sock")
+        );
+        assert_eq!(
+            parse("127.0.0.1:9000"),
+            tcp(Protocol::Auto, "127.0.0.1:9000")
+        );
+        assert_eq!(parse("/run/a.sock"), unix(Protocol::Auto, "/run/a.sock"));
+        assert_eq!(parse("localhost:9000").protocol, Protocol::Auto);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "fastcgi://127.0.0.1:9000",
+            "scgi:/run/a.sock",
+            "[::1]:9",
+            "/x.sock",
+        ] {
+            assert_eq!(parse(s).to_string(), s);
+        }
+    }
+
+    #[test]
+    fn bad_specs_say_why() {
+        for s in [
+            "",
+            "ftp://x:1",
+            "fastcgi:relative.sock",
+            "9000",
+            "fastcgi://nohostport",
+        ] {
+            let e = s.parse::<ListenSpec>().unwrap_err();
+            assert!(!e.0.is_empty(), "{s}");
+        }
+    }
+}
