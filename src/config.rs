@@ -218,7 +218,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    pub(crate) fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
         Error {
             flag,
             value: value.to_string(),

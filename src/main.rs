@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use env_logger::Target;
+use fastgate::client::{self, RequestArgs};
 use fastgate::config::ServeArgs;
 use log::LevelFilter;
 
@@ -31,7 +32,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the backend
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Send one request to a backend and print the response
+    Request(RequestArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,7 +52,8 @@ fn main() -> ExitCode {
     };
     let verbosity = (cli.verbose, cli.quiet);
     match cli.command {
-        Command::Serve(args) => serve(args, sub, verbosity),
+        Command::Serve(args) => serve(*args, sub, verbosity),
+        Command::Request(args) => request(&args, verbosity),
     }
 }
 
@@ -68,6 +72,25 @@ fn serve(args: ServeArgs, matches: &ArgMatches, (verbose, quiet): (u8, u8)) -> E
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e),
     }
+}
+
+/// `fastgate request`: one request, the response on stdout, the backend's
+/// stderr on ours; a failure or a 5xx status exits 1.
+fn request(args: &RequestArgs, (verbose, quiet): (u8, u8)) -> ExitCode {
+    let opts = match args.to_options() {
+        Ok(opts) => opts,
+        Err(e) => return fail(2, &e),
+    };
+    init_logging(verbose, quiet, Target::Stderr);
+    let resp = match client::send(&opts) {
+        Ok(resp) => resp,
+        Err(e) => return fail(1, &e),
+    };
+    let _ = std::io::stderr().write_all(&resp.stderr);
+    if let Err(e) = client::write_response(&mut std::io::stdout().lock(), &resp, args.body_only) {
+        return fail(1, &e);
+    }
+    ExitCode::from(u8::from(resp.head.status >= 500))
 }
 
 /// Prints `fastgate: ERROR: CAUSE: ...` once and picks the exit status.
