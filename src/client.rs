@@ -169,6 +169,13 @@ pub fn send(opts: &RequestOptions) -> Result<ClientResponse, ClientError> {
         kind,
     };
     let deadline = Deadline::after(opts.timeout);
+    log::debug!(
+        "{}: {} {} ({} body bytes)",
+        opts.spec,
+        opts.method,
+        opts.uri,
+        opts.body.len()
+    );
     match opts.spec.protocol {
         Protocol::Http => Err(fail(ErrorKind::Unsupported(
             "fastgate request speaks FastCGI and SCGI only (use curl for http:)",
@@ -719,5 +726,190 @@ fn parse_role(role: &str) -> Result<Role, config::Error> {
             role,
             "expected responder, authorizer or filter",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Request {
+        #[command(flatten)]
+        args: RequestArgs,
+    }
+
+    fn options(argv: &[&str]) -> Result<RequestOptions, config::Error> {
+        let argv = std::iter::once("request").chain(argv.iter().copied());
+        Request::try_parse_from(argv)
+            .expect("clap accepts")
+            .args
+            .to_options()
+    }
+
+    fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn defaults() {
+        let o = options(&["127.0.0.1:9000"]).unwrap();
+        assert_eq!((o.uri.as_str(), o.method.as_str()), ("/", "GET"));
+        assert_eq!((o.role, o.keep_conn), (Role::Responder, true));
+        assert_eq!(o.timeout, Duration::from_secs(30));
+        assert_eq!(o.spec.protocol, Protocol::Auto);
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let o = options(&[
+            "scgi:/run/a.sock",
+            "/x?y",
+            "-X",
+            "PATCH",
+            "-d",
+            "-body-",
+            "-H",
+            "X-A: 1 ",
+            "--header",
+            "Host:example",
+            "--param",
+            "K=V=W",
+            "--timeout",
+            "500ms",
+            "--role",
+            "filter",
+            "--no-keep-conn",
+        ])
+        .unwrap();
+        assert_eq!((o.uri.as_str(), o.method.as_str()), ("/x?y", "PATCH"));
+        assert_eq!(o.body, b"-body-");
+        assert_eq!(
+            o.headers,
+            [
+                ("X-A".into(), "1".into()),
+                ("Host".into(), "example".into())
+            ]
+        );
+        assert_eq!(o.params, [("K".to_string(), "V=W".to_string())]);
+        assert_eq!(o.timeout, Duration::from_millis(500));
+        assert_eq!((o.role, o.keep_conn), (Role::Filter, false));
+        assert_eq!(options(&["/a.sock", "-d", "x"]).unwrap().method, "POST");
+    }
+
+    #[test]
+    fn data_from_a_file() {
+        let path = std::env::temp_dir().join(format!("fastgate-data-{}", std::process::id()));
+        std::fs::write(&path, b"from file").unwrap();
+        let arg = format!("@{}", path.display());
+        let body = options(&["/a.sock", "-d", &arg]).map(|o| o.body);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(body.unwrap(), b"from file");
+    }
+
+    #[test]
+    fn bad_options_name_the_flag() {
+        for (argv, flag) in [
+            (&["nope"][..], "SPEC"),
+            (&["/a.sock", "x"], "URI"),
+            (&["/a.sock", "-X", "GE T"], "--method"),
+            (&["/a.sock", "-H", "X-A"], "--header"),
+            (&["/a.sock", "-H", ": v"], "--header"),
+            (&["/a.sock", "--param", "novalue"], "--param"),
+            (&["/a.sock", "--timeout", "0"], "--timeout"),
+            (&["/a.sock", "--role", "x"], "--role"),
+        ] {
+            assert_eq!(options(argv).unwrap_err().flag, flag, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn params_follow_nginx() {
+        let mut o = RequestOptions::new("/a.sock".parse().unwrap(), "/app/x?q=1");
+        o.method = "POST".into();
+        o.body = b"abc".to_vec();
+        o.headers = vec![
+            ("content-type".into(), "text/plain".into()),
+            ("Host".into(), "h.test".into()),
+            ("Accept-Language".into(), "fr".into()),
+        ];
+        o.params = vec![("DOCUMENT_ROOT".into(), "/srv".into())];
+        let p = request_params(&o, "127.0.0.1:5555".parse().ok());
+        assert_eq!(param(&p, "SCRIPT_NAME"), Some("/app/x"));
+        assert_eq!(param(&p, "QUERY_STRING"), Some("q=1"));
+        assert_eq!(param(&p, "CONTENT_LENGTH"), Some("3"));
+        assert_eq!(param(&p, "CONTENT_TYPE"), Some("text/plain"));
+        assert_eq!(param(&p, "HTTP_HOST"), Some("h.test"));
+        assert_eq!(param(&p, "HTTP_ACCEPT_LANGUAGE"), Some("fr"));
+        assert_eq!(param(&p, "DOCUMENT_ROOT"), Some("/srv"));
+        assert_eq!(param(&p, "REMOTE_PORT"), Some("5555"));
+        assert_eq!(param(&p, "HTTP_CONTENT_TYPE"), None);
+        assert_eq!(param(&p, "FCGI_DATA_LENGTH"), None);
+    }
+
+    #[test]
+    fn fastcgi_request_records() {
+        let mut o = RequestOptions::new("/a.sock".parse().unwrap(), "/");
+        o.body = vec![7; 70_000];
+        let wire = encode_fastcgi(&o, &[("A".into(), "b".into())]);
+        let mut decoder = Decoder::new();
+        let (mut pos, mut stdin, mut ends) = (0, 0, 0);
+        while pos < wire.len() {
+            let (used, event) = decoder.decode(&wire[pos..]).unwrap();
+            pos += used;
+            if let Some(Event::Stream { stream, data, .. }) = event {
+                match (stream, data.len()) {
+                    (Stream::Stdin | Stream::Params, 0) => ends += 1,
+                    (Stream::Stdin, n) => stdin += n,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!((stdin, ends), (70_000, 2));
+    }
+
+    #[test]
+    fn heads() {
+        let (head, body) = split_head(b"Location: /x\n\nrest".to_vec()).unwrap();
+        assert_eq!((head.status, body.as_slice()), (302, &b"rest"[..]));
+        assert_eq!(split_head(Vec::new()).unwrap().0.status, 502);
+        assert!(matches!(
+            split_head(b"Status: 200".to_vec()),
+            Err(ErrorKind::NoHeadEnd)
+        ));
+        assert!(matches!(
+            split_head(b"bad line\n\n".to_vec()),
+            Err(ErrorKind::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn printed_response() {
+        let (head, body) = split_head(b"Status: 404\r\nX: y\r\n\r\nnope".to_vec()).unwrap();
+        let resp = ClientResponse {
+            head,
+            body,
+            stderr: Vec::new(),
+            app_status: None,
+            protocol_status: None,
+        };
+        let mut out = Vec::new();
+        write_response(&mut out, &resp, false).unwrap();
+        assert_eq!(out, b"Status: 404 Not Found\r\nX: y\r\n\r\nnope");
+        out.clear();
+        write_response(&mut out, &resp, true).unwrap();
+        assert_eq!(out, b"nope");
+    }
+
+    #[test]
+    fn io_errors_read_short() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(describe(&refused), "connection refused");
+        let other = io::Error::other("Something odd");
+        assert_eq!(describe(&other), "something odd");
     }
 }

@@ -136,16 +136,13 @@ fn log_target(path: Option<&Path>) -> Result<Target, std::io::Error> {
 /// env_logger: info by default, moved by -v/-q, RUST_LOG wins.
 /// Lines read `2026-01-01T00:00:00.000Z fastgate[PID]: LEVEL message`.
 fn init_logging(verbose: u8, quiet: u8, target: Target) {
-    let levels = [
-        LevelFilter::Off,
-        LevelFilter::Error,
-        LevelFilter::Warn,
-        LevelFilter::Info,
-        LevelFilter::Debug,
-        LevelFilter::Trace,
-    ];
-    let index = (3 + i32::from(verbose) - i32::from(quiet)).clamp(1, 5);
-    let level = levels[usize::try_from(index).unwrap_or(3)];
+    let level = match i16::from(verbose) - i16::from(quiet) {
+        ..=-2 => LevelFilter::Error,
+        -1 => LevelFilter::Warn,
+        0 => LevelFilter::Info,
+        1 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    };
     let pid = std::process::id();
     env_logger::Builder::new()
         .filter_level(level)
