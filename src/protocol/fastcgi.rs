@@ -267,6 +267,9 @@ impl Decoder {
     /// bytes (n may be > 0: a header, padding, or bytes buffered internally). Never panics on any
     /// input; after an Err the decoder is unusable (the host closes the connection).
     /// Stream content is yielded as soon as any of it is present (zero copy), bounded by the record.
+    ///
+    /// `Ok((n, None))` always has `n == input.len()`: the decoder keeps what
+    /// it needs, so the host can drop every byte it fed once it gets `None`.
     pub fn decode<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Event<'a>>), Error> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
@@ -740,4 +743,641 @@ fn pair_block<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> 
         encode_pair(&mut block, name, value);
     }
     block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What a test compares: stream pieces merged per (stream, id) run,
+    /// every other event by its debug text.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Stream(Stream, u16, Vec<u8>),
+        End(Stream, u16),
+        Other(String),
+    }
+
+    fn push_seen(seen: &mut Vec<Seen>, event: Event<'_>) {
+        match event {
+            Event::Stream {
+                stream,
+                request_id,
+                data: [],
+            } => seen.push(Seen::End(stream, request_id)),
+            Event::Stream {
+                stream,
+                request_id,
+                data,
+            } => match seen.last_mut() {
+                Some(Seen::Stream(s, id, buf)) if *s == stream && *id == request_id => {
+                    buf.extend_from_slice(data)
+                }
+                _ => seen.push(Seen::Stream(stream, request_id, data.to_vec())),
+            },
+            other => seen.push(Seen::Other(format!("{other:?}"))),
+        }
+    }
+
+    /// Feeds `input` in pieces ending at each of `cuts` (then the rest), as
+    /// a host would, and checks the decoder's promises on the way.
+    fn feed_in_chunks(input: &[u8], cuts: &[usize]) -> Result<Vec<Seen>, Error> {
+        let mut dec = Decoder::new();
+        let mut seen = Vec::new();
+        let mut start = 0;
+        for end in cuts.iter().copied().chain([input.len()]) {
+            let end = end.clamp(start, input.len());
+            let mut chunk = &input[start..end];
+            start = end;
+            while let (n, Some(event)) = dec.decode(chunk)? {
+                assert!(n > 0, "an event from no bytes");
+                chunk = &chunk[n..];
+                push_seen(&mut seen, event);
+            }
+        }
+        assert!(dec.is_between_records(), "input ended inside a record");
+        Ok(seen)
+    }
+
+    fn whole(input: &[u8]) -> Vec<Seen> {
+        feed_in_chunks(input, &[]).unwrap()
+    }
+
+    fn per_byte(input: &[u8]) -> Result<Vec<Seen>, Error> {
+        feed_in_chunks(input, &(1..input.len()).collect::<Vec<_>>())
+    }
+
+    /// A record with any version and padding, built by hand.
+    fn raw(version: u8, record_type: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
+        let [ih, il] = id.to_be_bytes();
+        let [lh, ll] = (content.len() as u16).to_be_bytes();
+        let mut out = vec![version, record_type, ih, il, lh, ll, padding, 0];
+        out.extend_from_slice(content);
+        out.extend(std::iter::repeat_n(0xAA, usize::from(padding)));
+        out
+    }
+
+    fn other(event: Event<'_>) -> Seen {
+        Seen::Other(format!("{event:?}"))
+    }
+
+    #[test]
+    fn exact_encoder_bytes() {
+        let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (
+                enc(|o| encode_begin_request(o, 1, Role::Responder, FCGI_KEEP_CONN)),
+                vec![1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_begin_request(o, 0x0203, Role::Filter, 0)),
+                vec![1, 1, 2, 3, 0, 8, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_abort_request(o, 0x0102)),
+                vec![1, 2, 1, 2, 0, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_end_request(o, 1, 0x01020304, ProtocolStatus::Overloaded)),
+                vec![1, 3, 0, 1, 0, 8, 0, 0, 1, 2, 3, 4, 2, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_stream(o, RecordType::Stdout, 1, b"hello")),
+                vec![
+                    1, 6, 0, 1, 0, 5, 3, 0, b'h', b'e', b'l', b'l', b'o', 0, 0, 0,
+                ],
+            ),
+            (
+                enc(|o| encode_stream(o, RecordType::Stdout, 1, b"")),
+                vec![],
+            ),
+            (
+                enc(|o| encode_stream(o, RecordType::Stderr, 1, b"12345678")),
+                [&[1, 7, 0, 1, 0, 8, 0, 0][..], b"12345678"].concat(),
+            ),
+            (
+                enc(|o| encode_end_of_stream(o, RecordType::Stdin, 1)),
+                vec![1, 5, 0, 1, 0, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_record(o, RecordType::Data, 9, b"")),
+                vec![1, 8, 0, 9, 0, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_unknown_type(o, 200)),
+                vec![1, 11, 0, 0, 0, 8, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                enc(|o| encode_get_values(o, &[b"FCGI_MAX_REQS"])),
+                [
+                    &[1, 9, 0, 0, 0, 15, 1, 0, 13, 0][..],
+                    b"FCGI_MAX_REQS",
+                    &[0],
+                ]
+                .concat(),
+            ),
+            (
+                enc(|o| encode_get_values_result(o, &[(b"FCGI_MPXS_CONNS", b"1")])),
+                [
+                    &[1, 10, 0, 0, 0, 18, 6, 0, 15, 1][..],
+                    b"FCGI_MPXS_CONNS1",
+                    &[0; 6],
+                ]
+                .concat(),
+            ),
+            (
+                enc(|o| encode_params(o, 1, &[(b"A", b"bc")])),
+                [
+                    &[1, 4, 0, 1, 0, 5, 3, 0, 1, 2][..],
+                    b"Abc",
+                    &[0; 3],
+                    &[1, 4, 0, 1, 0, 0, 0, 0],
+                ]
+                .concat(),
+            ),
+        ];
+        for (i, (got, want)) in cases.iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+    }
+
+    fn enc(f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        f(&mut out);
+        out
+    }
+
+    #[test]
+    fn pair_length_boundary_127_128() {
+        let (n127, n128) = (vec![b'n'; 127], vec![b'n'; 128]);
+        let a = enc(|o| encode_pair(o, &n127, b"v"));
+        assert_eq!(&a[..2], &[127, 1]);
+        let b = enc(|o| encode_pair(o, &n128, b"v"));
+        assert_eq!(&b[..5], &[0x80, 0, 0, 128, 1]);
+        let c = enc(|o| encode_pair(o, b"n", &vec![b'v'; 0x0001_0203]));
+        assert_eq!(&c[..5], &[1, 0x80, 1, 2, 3]);
+        for block in [&a, &b, &c] {
+            let pairs = parse_pairs(block).unwrap();
+            assert_eq!(pairs.len(), 1);
+        }
+        assert_eq!(parse_pairs(&b).unwrap()[0].0, &n128[..]);
+        // The 4-byte form may also carry a short length.
+        assert_eq!(
+            parse_pairs(&[0x80, 0, 0, 1, 0, b'x']).unwrap(),
+            vec![(&b"x"[..], &b""[..])]
+        );
+    }
+
+    #[test]
+    fn truncated_pairs() {
+        let block = enc(|o| encode_pair(o, &[b'n'; 200], b"value"));
+        for end in 1..block.len() {
+            assert_eq!(parse_pairs(&block[..end]), Err(Error::BadPair), "{end}");
+        }
+        assert_eq!(parse_pairs(&[]).unwrap(), vec![]);
+        assert_eq!(
+            parse_pairs(&[0xff, 0xff, 0xff, 0xff, 0]),
+            Err(Error::BadPair)
+        );
+    }
+
+    #[test]
+    fn every_record_type_decodes() {
+        let mut wire = Vec::new();
+        encode_begin_request(&mut wire, 1, Role::Authorizer, 0);
+        encode_params(&mut wire, 1, &[(b"K", b"V")]);
+        encode_stream(&mut wire, RecordType::Stdin, 1, b"in");
+        encode_end_of_stream(&mut wire, RecordType::Stdin, 1);
+        encode_stream(&mut wire, RecordType::Data, 1, b"data");
+        encode_end_of_stream(&mut wire, RecordType::Data, 1);
+        encode_abort_request(&mut wire, 1);
+        encode_stream(&mut wire, RecordType::Stdout, 1, b"out");
+        encode_stream(&mut wire, RecordType::Stderr, 1, b"err");
+        encode_end_request(&mut wire, 1, 7, ProtocolStatus::UnknownRole);
+        encode_get_values(&mut wire, &[b"FCGI_MAX_CONNS", b"FCGI_MPXS_CONNS"]);
+        encode_get_values_result(&mut wire, &[(b"FCGI_MAX_REQS", b"128")]);
+        encode_unknown_type(&mut wire, 99);
+        wire.extend(raw(1, 12, 5, b"skipped", 1));
+        wire.extend(raw(1, 0, 0, b"", 0));
+        let want = vec![
+            other(Event::BeginRequest {
+                request_id: 1,
+                role: 2,
+                flags: 0,
+            }),
+            Seen::Stream(Stream::Params, 1, b"\x01\x01KV".to_vec()),
+            Seen::End(Stream::Params, 1),
+            Seen::Stream(Stream::Stdin, 1, b"in".to_vec()),
+            Seen::End(Stream::Stdin, 1),
+            Seen::Stream(Stream::Data, 1, b"data".to_vec()),
+            Seen::End(Stream::Data, 1),
+            other(Event::AbortRequest { request_id: 1 }),
+            Seen::Stream(Stream::Stdout, 1, b"out".to_vec()),
+            Seen::Stream(Stream::Stderr, 1, b"err".to_vec()),
+            other(Event::EndRequest {
+                request_id: 1,
+                app_status: 7,
+                protocol_status: 3,
+            }),
+            other(Event::GetValues {
+                names: vec![b"FCGI_MAX_CONNS".to_vec(), b"FCGI_MPXS_CONNS".to_vec()],
+            }),
+            other(Event::GetValuesResult {
+                pairs: vec![(b"FCGI_MAX_REQS".to_vec(), b"128".to_vec())],
+            }),
+            other(Event::UnknownType { record_type: 99 }),
+            other(Event::Unknown {
+                record_type: 12,
+                request_id: 5,
+            }),
+            other(Event::Unknown {
+                record_type: 0,
+                request_id: 0,
+            }),
+        ];
+        assert_eq!(whole(&wire), want);
+        assert_eq!(per_byte(&wire).unwrap(), want);
+    }
+
+    #[test]
+    fn one_call_consumes_a_whole_record_with_its_padding() {
+        let wire = enc(|o| encode_stream(o, RecordType::Stdin, 3, b"abc"));
+        let mut dec = Decoder::new();
+        let (n, event) = dec.decode(&wire).unwrap();
+        assert_eq!(n, wire.len());
+        assert_eq!(
+            event,
+            Some(Event::Stream {
+                stream: Stream::Stdin,
+                request_id: 3,
+                data: b"abc"
+            })
+        );
+        assert!(dec.is_between_records());
+        assert_eq!(dec.decode(&[]).unwrap(), (0, None));
+    }
+
+    #[test]
+    fn stream_pieces_are_never_empty_and_borrow_the_input() {
+        let wire = enc(|o| encode_stream(o, RecordType::Stdin, 1, b"abcdef"));
+        let mut dec = Decoder::new();
+        assert_eq!(dec.decode(&wire[..5]).unwrap(), (5, None));
+        assert_eq!(dec.decode(&wire[5..8]).unwrap(), (3, None));
+        let (n, event) = dec.decode(&wire[8..10]).unwrap();
+        assert_eq!(
+            (n, event),
+            (
+                2,
+                Some(Event::Stream {
+                    stream: Stream::Stdin,
+                    request_id: 1,
+                    data: b"ab"
+                })
+            )
+        );
+        let rest = &wire[10..];
+        let (n, event) = dec.decode(rest).unwrap();
+        assert_eq!(n, rest.len());
+        let Some(Event::Stream { data, .. }) = event else {
+            panic!("{event:?}")
+        };
+        assert_eq!(data.as_ptr(), rest.as_ptr());
+        assert_eq!(data, b"cdef");
+    }
+
+    #[test]
+    fn any_padding_on_input() {
+        for padding in [0u8, 1, 7, 8, 9, 255] {
+            let mut wire = raw(1, 5, 1, b"xyz", padding);
+            wire.extend(raw(1, 5, 1, b"", padding));
+            wire.extend(raw(1, 1, 2, &[0, 1, 0, 0, 0, 0, 0, 0], padding));
+            let want = vec![
+                Seen::Stream(Stream::Stdin, 1, b"xyz".to_vec()),
+                Seen::End(Stream::Stdin, 1),
+                other(Event::BeginRequest {
+                    request_id: 2,
+                    role: 1,
+                    flags: 0,
+                }),
+            ];
+            assert_eq!(whole(&wire), want, "padding {padding}");
+            assert_eq!(per_byte(&wire).unwrap(), want, "padding {padding}");
+        }
+    }
+
+    #[test]
+    fn bad_version_poisons_the_decoder() {
+        let wire = raw(2, 1, 1, &[0; 8], 0);
+        let mut dec = Decoder::new();
+        assert_eq!(dec.decode(&wire), Err(Error::BadVersion(2)));
+        let good = enc(|o| encode_abort_request(o, 1));
+        assert_eq!(dec.decode(&good), Err(Error::BadVersion(2)));
+        assert!(!dec.is_between_records());
+        assert_eq!(per_byte(&raw(0, 5, 1, b"", 0)), Err(Error::BadVersion(0)));
+    }
+
+    #[test]
+    fn fixed_records_need_eight_bytes() {
+        for (record_type, len) in [(1u8, 7usize), (1, 9), (1, 0), (3, 4), (11, 16)] {
+            let wire = raw(1, record_type, 1, &vec![0; len], 0);
+            let want = Error::BadRecordLength {
+                record_type,
+                length: len as u16,
+            };
+            assert_eq!(feed_in_chunks(&wire, &[]), Err(want.clone()));
+            // Reported with the header, before any content arrives.
+            assert_eq!(Decoder::new().decode(&wire[..HEADER_LEN]), Err(want));
+        }
+    }
+
+    #[test]
+    fn abort_content_is_ignored() {
+        let mut wire = raw(1, 2, 4, b"junk", 4);
+        encode_abort_request(&mut wire, 5);
+        let want = vec![
+            other(Event::AbortRequest { request_id: 4 }),
+            other(Event::AbortRequest { request_id: 5 }),
+        ];
+        assert_eq!(whole(&wire), want);
+        assert_eq!(per_byte(&wire).unwrap(), want);
+    }
+
+    #[test]
+    fn bad_management_pairs() {
+        let wire = raw(1, 9, 0, &[5, 0, b'a'], 5);
+        assert_eq!(feed_in_chunks(&wire, &[]), Err(Error::BadPair));
+        assert_eq!(per_byte(&wire), Err(Error::BadPair));
+        let empty = raw(1, 9, 0, b"", 0);
+        assert_eq!(
+            whole(&empty),
+            vec![other(Event::GetValues { names: vec![] })]
+        );
+    }
+
+    #[test]
+    fn long_streams_split_at_65535() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let wire = enc(|o| encode_stream(o, RecordType::Stdout, 1, &data));
+        let mut pos = 0;
+        let mut lengths = Vec::new();
+        while pos < wire.len() {
+            let h = Header::parse(wire[pos..pos + 8].try_into().unwrap());
+            lengths.push(h.content_length);
+            pos += 8 + usize::from(h.content_length) + usize::from(h.padding_length);
+        }
+        assert_eq!(lengths, vec![65535, 65535, 65535, 3395]);
+        assert_eq!(
+            whole(&wire),
+            vec![Seen::Stream(Stream::Stdout, 1, data.clone())]
+        );
+        let record = enc(|o| encode_record(o, RecordType::Stdin, 1, &data));
+        assert_eq!(record.len(), wire.len());
+    }
+
+    #[test]
+    fn params_split_with_a_pair_straddling_records() {
+        let big = vec![b'v'; 70_000];
+        let pairs: &[(&[u8], &[u8])] = &[(b"SHORT", b"x"), (b"BIG", &big)];
+        let wire = enc(|o| encode_params(o, 7, pairs));
+        let mut block = Vec::new();
+        for p in pairs {
+            encode_pair(&mut block, p.0, p.1);
+        }
+        assert_eq!(
+            whole(&wire),
+            vec![
+                Seen::Stream(Stream::Params, 7, block),
+                Seen::End(Stream::Params, 7)
+            ]
+        );
+    }
+
+    // ---- properties ----
+
+    #[derive(Debug, Clone)]
+    enum Rec {
+        Begin(u16, Role, u8),
+        Abort(u16),
+        End(u16, u32, ProtocolStatus),
+        Params(u16, Vec<(Vec<u8>, Vec<u8>)>),
+        Stream(Stream, u16, Vec<u8>),
+        GetValues(Vec<Vec<u8>>),
+        GetValuesResult(Vec<(Vec<u8>, Vec<u8>)>),
+        UnknownType(u8),
+        Unknown(u8, u16, Vec<u8>, u8),
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..max)
+    }
+
+    fn pairs() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+        proptest::collection::vec((bytes(140), bytes(140)), 0..6)
+    }
+
+    fn rec() -> impl Strategy<Value = Rec> {
+        let role = prop_oneof![
+            Just(Role::Responder),
+            Just(Role::Authorizer),
+            Just(Role::Filter)
+        ];
+        let status = prop_oneof![
+            Just(ProtocolStatus::RequestComplete),
+            Just(ProtocolStatus::CantMpxConn),
+            Just(ProtocolStatus::Overloaded),
+            Just(ProtocolStatus::UnknownRole)
+        ];
+        let stream = prop_oneof![
+            Just(Stream::Params),
+            Just(Stream::Stdin),
+            Just(Stream::Data),
+            Just(Stream::Stdout),
+            Just(Stream::Stderr)
+        ];
+        prop_oneof![
+            (any::<u16>(), role, any::<u8>()).prop_map(|(i, r, f)| Rec::Begin(i, r, f)),
+            any::<u16>().prop_map(Rec::Abort),
+            (any::<u16>(), any::<u32>(), status).prop_map(|(i, a, s)| Rec::End(i, a, s)),
+            (any::<u16>(), pairs()).prop_map(|(i, p)| Rec::Params(i, p)),
+            (stream, 0..4u16, bytes(300)).prop_map(|(s, i, d)| Rec::Stream(s, i, d)),
+            proptest::collection::vec(bytes(20), 0..4).prop_map(Rec::GetValues),
+            pairs().prop_map(Rec::GetValuesResult),
+            any::<u8>().prop_map(Rec::UnknownType),
+            (12u8.., any::<u16>(), bytes(40), any::<u8>())
+                .prop_map(|(t, i, c, p)| Rec::Unknown(t, i, c, p)),
+        ]
+    }
+
+    fn borrow(pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
+        pairs.iter().map(|(n, v)| (&n[..], &v[..])).collect()
+    }
+
+    /// Encodes `r` and appends the events a decoder must report for it.
+    fn encode_rec(out: &mut Vec<u8>, want: &mut Vec<Seen>, r: &Rec) {
+        let mut expect = |e: Event<'_>| push_seen(want, e);
+        match r {
+            Rec::Begin(id, role, flags) => {
+                encode_begin_request(out, *id, *role, *flags);
+                expect(Event::BeginRequest {
+                    request_id: *id,
+                    role: *role as u16,
+                    flags: *flags,
+                });
+            }
+            Rec::Abort(id) => {
+                encode_abort_request(out, *id);
+                expect(Event::AbortRequest { request_id: *id });
+            }
+            Rec::End(id, app_status, st) => {
+                encode_end_request(out, *id, *app_status, *st);
+                expect(Event::EndRequest {
+                    request_id: *id,
+                    app_status: *app_status,
+                    protocol_status: *st as u8,
+                });
+            }
+            Rec::Params(id, pairs) => {
+                encode_params(out, *id, &borrow(pairs));
+                let block = enc(|b| pairs.iter().for_each(|(n, v)| encode_pair(b, n, v)));
+                if !block.is_empty() {
+                    expect(Event::Stream {
+                        stream: Stream::Params,
+                        request_id: *id,
+                        data: &block,
+                    });
+                }
+                expect(Event::Stream {
+                    stream: Stream::Params,
+                    request_id: *id,
+                    data: &[],
+                });
+            }
+            Rec::Stream(stream, id, data) => {
+                encode_stream(out, stream.record_type(), *id, data);
+                encode_end_of_stream(out, stream.record_type(), *id);
+                if !data.is_empty() {
+                    expect(Event::Stream {
+                        stream: *stream,
+                        request_id: *id,
+                        data,
+                    });
+                }
+                expect(Event::Stream {
+                    stream: *stream,
+                    request_id: *id,
+                    data: &[],
+                });
+            }
+            Rec::GetValues(names) => {
+                encode_get_values(out, &names.iter().map(|n| &n[..]).collect::<Vec<_>>());
+                expect(Event::GetValues {
+                    names: names.clone(),
+                });
+            }
+            Rec::GetValuesResult(pairs) => {
+                encode_get_values_result(out, &borrow(pairs));
+                expect(Event::GetValuesResult {
+                    pairs: pairs.clone(),
+                });
+            }
+            Rec::UnknownType(t) => {
+                encode_unknown_type(out, *t);
+                expect(Event::UnknownType { record_type: *t });
+            }
+            Rec::Unknown(t, id, content, padding) => {
+                out.extend(raw(1, *t, *id, content, *padding));
+                expect(Event::Unknown {
+                    record_type: *t,
+                    request_id: *id,
+                });
+            }
+        }
+    }
+
+    fn conversation() -> impl Strategy<Value = (Vec<u8>, Vec<Seen>)> {
+        proptest::collection::vec(rec(), 0..12).prop_map(|recs| {
+            let (mut wire, mut want) = (Vec::new(), Vec::new());
+            recs.iter()
+                .for_each(|r| encode_rec(&mut wire, &mut want, r));
+            (wire, want)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip((wire, want) in conversation()) {
+            prop_assert_eq!(whole(&wire), want);
+        }
+
+        #[test]
+        fn any_split_yields_the_same_events((wire, want) in conversation(), cuts in proptest::collection::vec(any::<usize>(), 0..20)) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (wire.len() + 1)).collect();
+            cuts.sort_unstable();
+            prop_assert_eq!(feed_in_chunks(&wire, &cuts).unwrap(), want);
+        }
+
+        #[test]
+        fn per_byte_yields_the_same_events((wire, want) in conversation()) {
+            prop_assert_eq!(per_byte(&wire).unwrap(), want);
+        }
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(input in bytes(600), cuts in proptest::collection::vec(0usize..600, 0..10)) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            prop_assert_eq!(decode_all(&input, &cuts), decode_all(&input, &[]));
+        }
+
+        #[test]
+        fn never_panics_on_record_like_bytes(input in record_like(), cuts in proptest::collection::vec(0usize..2000, 0..10)) {
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            prop_assert_eq!(decode_all(&input, &cuts), decode_all(&input, &[]));
+        }
+    }
+
+    /// Headers that are mostly well formed (version 1, small lengths) over
+    /// content that may not match them, so the decoder is driven past the
+    /// header check into every state.
+    fn record_like() -> impl Strategy<Value = Vec<u8>> {
+        let version = prop_oneof![8 => Just(1u8), 1 => any::<u8>()];
+        let piece = (version, 0u8..14, 0u16..3, 0u16..40, 0u8..12, bytes(60));
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| {
+            let mut out = Vec::new();
+            for (v, t, id, len, pad, content) in pieces {
+                let [ih, il] = id.to_be_bytes();
+                let [lh, ll] = len.to_be_bytes();
+                out.extend_from_slice(&[v, t, ih, il, lh, ll, pad, 0]);
+                out.extend_from_slice(&content);
+            }
+            out
+        })
+    }
+
+    /// Events (as text) and the error, if any, without `feed_in_chunks`'s
+    /// end-of-input assertion.
+    fn decode_all(input: &[u8], cuts: &[usize]) -> (Vec<String>, Option<Error>) {
+        let mut dec = Decoder::new();
+        let mut seen = Vec::new();
+        let mut start = 0;
+        for end in cuts.iter().copied().chain([input.len()]) {
+            let end = end.clamp(start, input.len());
+            let mut chunk = &input[start..end];
+            start = end;
+            loop {
+                match dec.decode(chunk) {
+                    Ok((n, Some(event))) => {
+                        chunk = &chunk[n..];
+                        push_seen(&mut seen, event);
+                    }
+                    Ok((n, None)) => {
+                        assert_eq!(n, chunk.len());
+                        break;
+                    }
+                    Err(e) => return (seen.iter().map(|s| format!("{s:?}")).collect(), Some(e)),
+                }
+            }
+        }
+        (seen.iter().map(|s| format!("{s:?}")).collect(), None)
+    }
 }
