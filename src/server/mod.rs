@@ -16,6 +16,7 @@ mod fastcgi_conn;
 pub mod listener;
 mod message;
 mod output;
+mod peer_filter;
 pub mod poller;
 mod pool;
 mod privileges;
@@ -40,6 +41,7 @@ pub use self::router::{Handler, Router};
 use self::context::{Ctx, Limits};
 use self::event_loop::EventLoop;
 use self::listener::{Listener, UnixOptions};
+use self::peer_filter::PeerFilter;
 use self::pool::Pool;
 use self::waker::Waker;
 use crate::config::Config;
@@ -114,7 +116,12 @@ impl ServerBuilder {
             pool,
             sender,
         );
-        let event_loop = EventLoop::new(listeners, ctx, rx, waker, cfg.shutdown_timeout)
+        let filter = PeerFilter {
+            cidrs: cfg.allow_from.clone(),
+            uids: cfg.allow_uid.clone(),
+            gids: cfg.allow_gid.clone(),
+        };
+        let event_loop = EventLoop::new(listeners, ctx, rx, waker, cfg.shutdown_timeout, filter)
             .map_err(|e| Error::new(format!("cannot start the event loop: {e}")))?;
         Ok(Server {
             event_loop,
