@@ -244,11 +244,12 @@ fn absurd_lengths_are_refused_without_buffering() {
         c.stdin(1, b"abc");
         c.end_stdin(1);
         c.conn.shutdown_write();
-        let mut got = c
-            .try_read_until_end(1)
-            .map(|r| r.stdout)
-            .unwrap_or_default();
-        got.truncate(64);
+        // An answer or a close, not silence.
+        let got = match c.try_read_until_end(1) {
+            Ok(reply) => reply.stdout,
+            Err(e) if e.contains("closed by fastgate") || e.contains("reset") => Vec::new(),
+            Err(e) => panic!("CONTENT_LENGTH {len:?}: {e}"),
+        };
         assert!(
             !contains(&got, b"Status: 200"),
             "CONTENT_LENGTH {len:?} answered 200"
