@@ -450,3 +450,36 @@ fn slowloris_on_scgi_is_closed_by_header_timeout() {
     assert_eq!(scgi_get(&spec, "/").status, 200);
     assert_fds_back(&server, base, "scgi slowloris");
 }
+
+#[test]
+fn clients_that_do_not_read_cost_bounded_memory() {
+    let server = start(&[]);
+    let spec = server.spec(0);
+    let mut witness = Witness::new(&spec);
+    let before = server.rss_bytes();
+    // Four 16 MiB echoes whose clients never read the answer: the output
+    // beyond a bound is held in a temporary file, not in memory.
+    let body = pattern(16 << 20, 77);
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut c = FcgiConn::connect(&spec);
+        c.request(
+            1,
+            false,
+            &nginx_params("POST", "/echo", Some(body.len())),
+            &body,
+        );
+        idle.push(c);
+    }
+    witness.check("four unread 16 MiB answers");
+    thread::sleep(Duration::from_millis(300));
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 32 << 20,
+        "resident memory grew {} MiB holding 64 MiB of unread output",
+        grown >> 20
+    );
+    // And the answers are all there for a client that reads at last.
+    let reply = idle[0].read_until_end(1);
+    assert_bytes_eq(&complete(&reply, "late reader").body, &body, "late reader");
+}

@@ -54,8 +54,17 @@ fn sigterm_finishes_in_flight_requests_removes_the_socket_and_exits_0() {
     assert!(path.exists(), "{} not created", path.display());
     let mut c = FcgiConn::connect(&server.spec(0));
     c.request(1, false, &nginx_params("GET", "/sleep?ms=1500", None), b"");
+    // An idle kept-alive connection, closed when the stop begins.
+    let mut idle = FcgiConn::connect(&server.spec(1));
+    idle.request(1, true, &nginx_params("GET", "/sleep?ms=1", None), b"");
+    complete(&idle.read_until_end(1), "short sleep");
     thread::sleep(Duration::from_millis(300));
     server.signal(Signal::SIGTERM);
+    assert_eq!(
+        idle.expect_closed(Duration::from_secs(5)),
+        Ok(()),
+        "idle kept-alive connection not closed on SIGTERM"
+    );
 
     assert!(
         eventually(Duration::from_secs(5), || !path.exists()),

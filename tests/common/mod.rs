@@ -234,6 +234,18 @@ impl Server {
         self.fd_count()
     }
 
+    /// Resident memory of the server now, in bytes (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
+
     /// Open file descriptors of the server now (entries of /proc/PID/fd).
     pub fn fd_count(&self) -> usize {
         let dir = format!("/proc/{}/fd", self.pid());
@@ -299,6 +311,13 @@ impl Drop for Server {
             let pid = nix::unistd::Pid::from_raw(self.pid());
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = self.child.wait();
+        }
+        // The contract says the process never panics, whatever it was
+        // sent: every test checks that on the way out (unless it already
+        // failed, when a second panic would only hide the first).
+        let log = self.stderr();
+        if !thread::panicking() && log.contains("panicked") {
+            panic!("fastgate panicked during the test; stderr:\n{log}");
         }
     }
 }
