@@ -8,6 +8,7 @@
 //! connection leaves in one write.
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -169,7 +170,14 @@ impl EventLoop {
             return;
         };
         let result = if ev.readable && conn.state == ConnState::Open {
-            conn.on_readable(&mut self.ctx, &mut self.scratch)
+            // A bug in one connection's handling must not take the others
+            // down: a panic closes that connection alone.
+            let (ctx, scratch) = (&mut self.ctx, &mut self.scratch);
+            catch_unwind(AssertUnwindSafe(|| conn.on_readable(ctx, scratch))).unwrap_or_else(|_| {
+                Err(CloseReason::Protocol(
+                    "internal error (panic); see the log".into(),
+                ))
+            })
         } else {
             Ok(())
         };
