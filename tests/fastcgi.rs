@@ -747,3 +747,45 @@ fn no_response_byte_before_stdin_ends() {
     let r = complete(&c.read_until_end(1), "echo");
     assert_bytes_eq(&r.body, &body, "echo of 10 MB held until STDIN ended");
 }
+
+#[test]
+fn request_timeout_answers_504_when_nothing_was_sent() {
+    let server = tcp_server(&["--request-timeout", "500ms"]);
+    let spec = server.spec(0);
+    let t = Instant::now();
+    let r = get(&spec, "/sleep?ms=10000");
+    assert_eq!(
+        r.status,
+        504,
+        "sleep past --request-timeout: {:?}",
+        r.body_str()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "504 came after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(get(&spec, "/ping").body_str(), "pong\n");
+}
+
+#[test]
+fn max_conns_pauses_accepting_until_a_connection_closes() {
+    let server = tcp_server(&["--max-conns", "2"]);
+    let spec = server.spec(0);
+    let mut first = FcgiConn::connect(&spec);
+    first.request(1, true, &nginx_params("GET", "/ping", None), b"");
+    complete(&first.read_until_end(1), "first");
+    let mut second = FcgiConn::connect(&spec);
+    second.request(1, true, &nginx_params("GET", "/ping", None), b"");
+    complete(&second.read_until_end(1), "second");
+    // The kernel completes the handshake; fastgate must not take it yet.
+    let mut third = FcgiConn::connect(&spec);
+    third.request(1, false, &nginx_params("GET", "/ping", None), b"");
+    assert!(
+        !third.anything_within(Duration::from_millis(500)),
+        "a third connection was served with --max-conns 2"
+    );
+    drop(first);
+    let r = complete(&third.read_until_end(1), "third after one closed");
+    assert_eq!(r.body_str(), "pong\n");
+}
