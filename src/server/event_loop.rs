@@ -17,6 +17,7 @@ use super::conn::{CloseReason, Conn, ConnState};
 use super::context::{Ctx, Stats};
 use super::listener::Listener;
 use super::message::Message;
+use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
 use super::signals::{Signal, Signals};
 use super::slab::Slab;
@@ -54,6 +55,7 @@ pub struct EventLoop {
     waker: Arc<Waker>,
     signals: Signals,
     shutdown_timeout: Duration,
+    filter: PeerFilter,
     run: Run,
     scratch: Vec<u8>,
     events: Vec<Event>,
@@ -71,6 +73,7 @@ impl EventLoop {
         rx: Receiver<Message>,
         waker: Arc<Waker>,
         shutdown_timeout: Duration,
+        filter: PeerFilter,
     ) -> io::Result<EventLoop> {
         let mut poller = super::poller::new_poller()?;
         poller.add(waker.raw_fd(), WAKER, Interest::READ)?;
@@ -93,6 +96,7 @@ impl EventLoop {
             waker,
             signals,
             shutdown_timeout,
+            filter,
             run: Run::Serving,
             scratch: vec![0; SCRATCH],
             events: Vec::with_capacity(256),
@@ -126,6 +130,9 @@ impl EventLoop {
         self.drain_messages();
         self.expire_timers();
         self.flush_touched();
+        if let Some(log) = self.ctx.access_log.as_mut() {
+            log.flush();
+        }
         self.check_stop();
         Ok(())
     }
@@ -212,6 +219,11 @@ impl EventLoop {
     }
 
     fn add_conn(&mut self, stream: super::listener::Stream, protocol: crate::spec::Protocol) {
+        if let Err(why) = self.filter.check(&stream) {
+            self.ctx
+                .warn_client(&stream.peer(), &format_args!("refused: {why}"));
+            return;
+        }
         let id = self.conns.next_id();
         let fd = stream.raw_fd();
         if let Err(e) = self.poller.add(fd, id.token, Interest::READ) {
@@ -363,6 +375,9 @@ impl EventLoop {
                 self.ctx
                     .warn_client(&conn.io.peer, &format_args!("{what}; connection closed"));
             }
+            CloseReason::SlowClient(what) => self
+                .ctx
+                .warn_client(&conn.io.peer, &format_args!("{what}; connection closed")),
             CloseReason::Timeout(what) => {
                 log::debug!("client {}: {what}; connection closed", conn.io.peer)
             }
@@ -395,7 +410,10 @@ impl EventLoop {
                     self.run = Run::Done;
                 }
                 (Signal::Hup, _) => log::info!("HUP: nothing to restart in a single process"),
-                (Signal::Usr1, _) => log::info!("USR1: logs reopened"),
+                (Signal::Usr1, _) => {
+                    crate::logfile::reopen_all();
+                    log::info!("USR1: log files reopened");
+                }
                 _ => {}
             }
         }
