@@ -789,3 +789,58 @@ fn max_conns_pauses_accepting_until_a_connection_closes() {
     let r = complete(&third.read_until_end(1), "third after one closed");
     assert_eq!(r.body_str(), "pong\n");
 }
+
+#[test]
+fn bodies_no_handler_reads_do_not_stall_the_connection() {
+    let server = tcp_server(&[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    // hello never reads its body; sleep reads it only after sleeping. The
+    // connection's other requests must still get through.
+    let big = pattern(5 << 20, 41);
+    c.request(1, true, &nginx_params("POST", "/", Some(big.len())), &big);
+    let mid = pattern(3 << 20, 42);
+    c.request(
+        2,
+        true,
+        &nginx_params("POST", "/sleep?ms=300", Some(mid.len())),
+        &mid,
+    );
+    c.request(3, true, &nginx_params("GET", "/ping", None), b"");
+    let replies = c.read_all_until(&[1, 2, 3]);
+    check_hello(
+        &complete(&replies[&1], "hello"),
+        "hello with an unread 5 MiB body",
+    );
+    assert_eq!(complete(&replies[&2], "sleep").body_str(), "slept 300 ms\n");
+    assert_eq!(complete(&replies[&3], "ping").body_str(), "pong\n");
+    c.request(4, true, &nginx_params("GET", "/ping", None), b"");
+    assert_eq!(complete(&c.read_until_end(4), "ping").body_str(), "pong\n");
+}
+
+#[test]
+fn a_hundred_connections_at_once() {
+    let server = tcp_server(&[]);
+    let spec = server.spec(0);
+    let base = server.quiet_fd_count();
+    let mut conns: Vec<FcgiConn> = (0..100).map(|_| FcgiConn::connect(&spec)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let body = pattern(1000 + i, i as u64);
+        c.request(
+            1,
+            false,
+            &nginx_params("POST", "/echo", Some(body.len())),
+            &body,
+        );
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = complete(&c.read_until_end(1), "echo");
+        assert_bytes_eq(
+            &r.body,
+            &pattern(1000 + i, i as u64),
+            &format!("connection {i}"),
+        );
+    }
+    drop(conns);
+    let n = server.settle_fd_count(base, Duration::from_secs(5));
+    assert!(n <= base, "fds: {base} before, {n} after 100 connections");
+}
