@@ -549,7 +549,13 @@ fn queue_overflow_gets_503_with_retry_after_quickly() {
 }
 
 fn get_values(c: &mut FcgiConn) -> HashMap<String, String> {
-    c.get_values(&["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS"]);
+    // FastCGI 1.0 §4.1: names the application does not know are ignored.
+    c.get_values(&[
+        "FCGI_MAX_CONNS",
+        "FCGI_MAX_REQS",
+        "X_NOT_A_VARIABLE",
+        "FCGI_MPXS_CONNS",
+    ]);
     let r = c.read_management();
     assert_eq!(r.kind, rec::GET_VALUES_RESULT, "reply to GET_VALUES: {r:?}");
     let pairs = decode_pairs(&r.content).expect("GET_VALUES_RESULT body is name-value pairs");
@@ -578,6 +584,10 @@ fn get_values_reports_limits_and_multiplexing() {
         v.get("FCGI_MPXS_CONNS").map(String::as_str),
         Some("1"),
         "{v:?}"
+    );
+    assert!(
+        !v.contains_key("X_NOT_A_VARIABLE"),
+        "an unknown name was answered: {v:?}"
     );
     let conns = v
         .get("FCGI_MAX_CONNS")

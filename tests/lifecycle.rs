@@ -85,6 +85,24 @@ fn sigterm_finishes_in_flight_requests_removes_the_socket_and_exits_0() {
 }
 
 #[test]
+fn sigterm_lets_a_request_still_uploading_finish() {
+    let mut server = Server::start(&["--listen", "fastcgi://127.0.0.1:0", "--mount", "/echo=echo"]);
+    let body = pattern(200_000, 12);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.begin(1, RESPONDER, false);
+    c.params(1, &nginx_params("POST", "/echo", Some(body.len())));
+    c.stdin(1, &body[..100_000]);
+    thread::sleep(Duration::from_millis(200));
+    server.signal(Signal::SIGTERM);
+    thread::sleep(Duration::from_millis(200));
+    c.stdin(1, &body[100_000..]);
+    c.end_stdin(1);
+    let r = complete(&c.read_until_end(1), "echo uploading at SIGTERM");
+    assert_bytes_eq(&r.body, &body, "echo of a body finished after SIGTERM");
+    assert_eq!(exit_code(&mut server, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
 fn sigterm_and_sigint_on_an_idle_server_exit_0() {
     for sig in [Signal::SIGTERM, Signal::SIGINT] {
         let mut server = Server::start(&["--listen", "fastcgi:{dir}/a.sock"]);
