@@ -854,3 +854,79 @@ fn a_hundred_connections_at_once() {
     let n = server.settle_fd_count(base, Duration::from_secs(5));
     assert!(n <= base, "fds: {base} before, {n} after 100 connections");
 }
+
+/// One request of a random interleaving: its records, in order, and
+/// whether an ABORT_REQUEST ends them.
+struct Plan {
+    id: u16,
+    body: Vec<u8>,
+    steps: Vec<Vec<u8>>,
+    aborted_before_end: bool,
+}
+
+fn plan(id: u16, x: &mut u64) -> Plan {
+    let mut next = || {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    };
+    let body = pattern((next() % 20_000) as usize, next());
+    let mut steps = vec![record(rec::BEGIN_REQUEST, id, &begin_body(RESPONDER, true))];
+    let params = encode_pairs(&nginx_params("POST", "/echo", Some(body.len())));
+    steps.push(stream_records(rec::PARAMS, id, &params, true));
+    let chunk = 1 + (next() % 7000) as usize;
+    steps.extend(body.chunks(chunk).map(|c| record(rec::STDIN, id, c)));
+    steps.push(record(rec::STDIN, id, &[]));
+    let aborted_before_end = next() % 5 == 0;
+    if aborted_before_end {
+        let keep = 1 + (next() as usize) % (steps.len() - 1);
+        steps.truncate(keep);
+        steps.push(record(rec::ABORT_REQUEST, id, &[]));
+    }
+    Plan {
+        id,
+        body,
+        steps,
+        aborted_before_end,
+    }
+}
+
+#[test]
+fn random_interleavings_of_requests_with_aborts() {
+    let server = tcp_server(&[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    let mut x = 0x0123_4567_89ab_cdefu64;
+    for round in 0..20u16 {
+        let n = 1 + (round % 8);
+        let mut plans: Vec<Plan> = (1..=n).map(|id| plan(id, &mut x)).collect();
+        let mut cursor = vec![0usize; plans.len()];
+        // Send the records of all requests in a random merge order.
+        loop {
+            let live: Vec<usize> = (0..plans.len())
+                .filter(|&i| cursor[i] < plans[i].steps.len())
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = live[(x % live.len() as u64) as usize];
+            let step = std::mem::take(&mut plans[i].steps[cursor[i]]);
+            c.send_raw(&step);
+            cursor[i] += 1;
+        }
+        for p in &plans {
+            let reply = c
+                .try_read_until_end(p.id)
+                .unwrap_or_else(|e| panic!("round {round} id {}: {e}", p.id));
+            if !p.aborted_before_end {
+                let r = complete(&reply, &format!("round {round} id {}", p.id));
+                assert_bytes_eq(&r.body, &p.body, &format!("round {round} id {}", p.id));
+            }
+        }
+    }
+    c.request(1, true, &nginx_params("GET", "/ping", None), b"");
+    assert_eq!(complete(&c.read_until_end(1), "ping").body_str(), "pong\n");
+}
