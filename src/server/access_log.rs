@@ -188,7 +188,7 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_millis(1795416029_522)),
+            rfc3339(UNIX_EPOCH + Duration::from_millis(1_795_416_029_522)),
             "2026-11-23T06:40:29.522Z"
         );
     }
