@@ -930,3 +930,22 @@ fn random_interleavings_of_requests_with_aborts() {
     c.request(1, true, &nginx_params("GET", "/ping", None), b"");
     assert_eq!(complete(&c.read_until_end(1), "ping").body_str(), "pong\n");
 }
+
+#[test]
+fn a_closed_connection_frees_its_worker() {
+    let server = tcp_server(&["--max-threads", "1", "--min-threads", "1"]);
+    let spec = server.spec(0);
+    {
+        // nginx's only abort: the connection closes mid-request.
+        let mut c = FcgiConn::connect(&spec);
+        c.request(1, true, &nginx_params("GET", "/sleep?ms=10000", None), b"");
+        thread::sleep(Duration::from_millis(300));
+    }
+    let t = Instant::now();
+    assert_eq!(get(&spec, "/ping").body_str(), "pong\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the only worker stayed on a 10 s sleep whose client left: ping took {:?}",
+        t.elapsed()
+    );
+}

@@ -217,3 +217,34 @@ fn scgi_raw_half_closed(spec: &str, bytes: &[u8]) -> Vec<u8> {
     c.read_to_eof(1 << 20)
         .expect("fastgate closes a half-closed short request")
 }
+
+#[test]
+fn a_closed_connection_frees_its_worker() {
+    let server = Server::start(&[
+        "--listen",
+        "scgi://127.0.0.1:0",
+        "--mount",
+        "/sleep=sleep",
+        "--mount",
+        "/ping=ping",
+        "--max-threads",
+        "1",
+        "--min-threads",
+        "1",
+    ]);
+    let spec = server.spec(0);
+    {
+        use std::io::Write;
+        let mut c = Conn::connect(&spec);
+        let raw = scgi_encode(&scgi_params("GET", "/sleep?ms=10000"), b"");
+        c.write_all(&raw).expect("write");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(scgi_get(&spec, "/ping").body_str(), "pong\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the only worker stayed on a 10 s sleep whose client left: ping took {:?}",
+        t.elapsed()
+    );
+}
