@@ -949,3 +949,34 @@ fn a_closed_connection_frees_its_worker() {
         t.elapsed()
     );
 }
+
+#[test]
+fn params_larger_than_one_record() {
+    let server = tcp_server(&[]);
+    let mut p = nginx_params("GET", "/env", None);
+    let cookie = "k=".to_string() + &"c".repeat(100_000);
+    set_param(&mut p, "HTTP_COOKIE", Some(&cookie));
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.request(1, false, &p, b"");
+    let r = complete(&c.read_until_end(1), "env");
+    assert_eq!(
+        r.status, 200,
+        "100 kB of params is under the default 128 KiB"
+    );
+    let want = format!("HTTP_COOKIE={cookie}");
+    assert!(
+        r.body_str().lines().any(|l| l == want),
+        "the 100 kB cookie did not come through whole"
+    );
+}
+
+#[test]
+fn ipv6_loopback_listener() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let server = Server::start(&["--listen", "fastcgi://[::1]:0", "--mount", "/=ping"]);
+    assert!(server.tcp_addr(0).is_ipv6(), "{}", server.spec(0));
+    assert_eq!(get(&server.spec(0), "/").body_str(), "pong\n");
+}

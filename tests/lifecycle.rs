@@ -387,3 +387,29 @@ fn auto_listener_serves_fastcgi_and_scgi_on_one_socket() {
         );
     }
 }
+
+#[test]
+fn socket_mode_and_pidfile() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi:{dir}/m.sock",
+        "--socket-mode",
+        "0660",
+        "--pidfile",
+        "{dir}/fastgate.pid",
+    ]);
+    let mode = std::fs::metadata(server.unix_path(0))
+        .expect("stat socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {:o}", mode & 0o777);
+    let pidfile = server.dir().join("fastgate.pid");
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(&pidfile)
+            .is_ok_and(|s| s.trim() == server.pid().to_string())),
+        "pidfile {} does not hold pid {}",
+        pidfile.display(),
+        server.pid()
+    );
+}
