@@ -75,6 +75,8 @@ pub struct Conn {
     pub armed: Option<Instant>,
     /// The interest registered in the poller.
     pub interest: Interest,
+    /// Queued for the end-of-turn flush.
+    pub touched: bool,
 }
 
 impl Conn {
@@ -102,6 +104,7 @@ impl Conn {
             seen_ended: 0,
             armed: None,
             interest: Interest::READ,
+            touched: false,
         }
     }
 

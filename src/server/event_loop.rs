@@ -179,9 +179,12 @@ impl EventLoop {
         }
     }
 
+    /// Marks a connection for the end-of-turn flush (once per turn).
     fn touch(&mut self, token: Token) {
-        if !self.touched.contains(&token) {
-            self.touched.push(token);
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !std::mem::replace(&mut conn.touched, true) {
+                self.touched.push(token);
+            }
         }
     }
 
@@ -342,6 +345,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
+            conn.touched = false;
             if let Err(reason) = conn.flush() {
                 self.close(token, reason);
                 continue;
