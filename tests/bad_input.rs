@@ -312,6 +312,15 @@ impl Rng {
     }
 }
 
+/// Rounds of a random test: `default`, or `FASTGATE_TEST_ROUNDS` for a
+/// longer run by hand (the seeds stay fixed, so a failure replays).
+fn rounds(default: usize) -> usize {
+    std::env::var("FASTGATE_TEST_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn seeded_random_bytes_are_survived() {
     let server = start(&[]);
@@ -319,7 +328,7 @@ fn seeded_random_bytes_are_survived() {
     let mut witness = Witness::new(&spec);
     let base = server.quiet_fd_count();
     let mut rng = Rng(0x5eed_f00d_1234_5678);
-    for round in 0..40 {
+    for round in 0..rounds(40) {
         let len = 1 + rng.below(4096) as usize;
         let mut bytes = rng.bytes(len);
         if round % 2 == 0 {
@@ -344,7 +353,7 @@ fn seeded_random_records_are_survived() {
     let mut witness = Witness::new(&spec);
     let base = server.quiet_fd_count();
     let mut rng = Rng(0xdead_beef_0bad_cafe);
-    for round in 0..30 {
+    for round in 0..rounds(30) {
         // Well-framed records of random types, ids and contents: the
         // request state machine, not the framing, meets the garbage.
         let mut bytes = Vec::new();

@@ -351,19 +351,28 @@ pub fn run_serve_to_exit(dir: &TempDir, args: &[&str], timeout: Duration) -> Exi
 }
 
 /// A `fastgate serve ARGS...` command with a clean environment for the
-/// server: no inherited `FASTGATE_*` options, info logs on (for the
-/// `listening on` lines), stdin/stdout null.
+/// server: no inherited `FASTGATE_*` options (but `FASTGATE_POLLER`, the
+/// test switch CI uses to run everything on poll(2) too), info logs on (for
+/// the `listening on` lines), stdin/stdout null.
 pub fn serve_command(args: &[String]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("serve").args(args);
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// The environment changes of [`serve_command`], for a command that runs
+/// fastgate some other way (e.g. through `sh -c ... exec`).
+pub fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("FASTGATE_") || k == "LISTEN_FDS" || k == "LISTEN_PID" {
+        let name = k.to_string_lossy();
+        let option = name.starts_with("FASTGATE_") && name != "FASTGATE_POLLER";
+        if option || name == "LISTEN_FDS" || name == "LISTEN_PID" {
             cmd.env_remove(k);
         }
     }
     cmd.env("RUST_LOG", "info");
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    cmd
 }
 
 fn expand_args(dir: &TempDir, args: &[&str]) -> Vec<String> {
