@@ -220,3 +220,24 @@ fn the_library_example_serves_its_handlers() {
     assert_eq!(greet.body_str(), "Hello, Ada!\n");
     assert_eq!(counted.body_str(), "100000 bytes\n");
 }
+
+#[test]
+fn an_http_request_on_an_auto_listener_gets_a_readable_refusal() {
+    use std::io::Write;
+    let s = Server::start(&["--listen", "127.0.0.1:0"]);
+    let mut c = std::net::TcpStream::connect(s.tcp_addr(0)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("FastCGI and SCGI"), "{answer}");
+    assert_eq!(
+        fcgi_get(&s.spec(0), "/").status,
+        200,
+        "the listener still serves FastCGI"
+    );
+}
