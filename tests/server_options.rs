@@ -241,3 +241,38 @@ fn an_http_request_on_an_auto_listener_gets_a_readable_refusal() {
         "the listener still serves FastCGI"
     );
 }
+
+#[test]
+fn the_pool_grows_for_requests_stuck_behind_blocked_workers() {
+    let s = Server::start(&[
+        "--listen",
+        "fastcgi:{dir}/a.sock",
+        "--mount",
+        "/=sleep",
+        "--min-threads",
+        "1",
+        "--max-threads",
+        "8",
+    ]);
+    let mut c = FcgiConn::connect(&s.spec(0));
+    let ids: Vec<u16> = (1..=6).collect();
+    let started = Instant::now();
+    for &id in &ids {
+        c.request(id, true, &nginx_params("GET", "/?ms=1000", None), b"");
+    }
+    let replies = c.read_all_until(&ids);
+    let took = started.elapsed();
+    for id in ids {
+        assert_eq!(replies[&id].response().body_str(), "slept 1000 ms\n");
+    }
+    // One thread would take 6 s; grown at once, about 1 s; grown only when
+    // the first sleep ends, 2 s. The bound catches both.
+    assert!(
+        took < Duration::from_millis(3000),
+        "6 sleeps of 1 s took {took:?}"
+    );
+    let threads = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .count();
+    assert!(threads <= 1 + 8, "{threads} threads for --max-threads 8");
+}

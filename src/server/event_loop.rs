@@ -140,7 +140,8 @@ impl EventLoop {
 
     fn next_timeout(&self) -> Option<Duration> {
         let mut next = self.timers.next();
-        for t in [self.accept_resume, self.drain_deadline()]
+        let grow = self.ctx.pool.next_check();
+        for t in [self.accept_resume, self.drain_deadline(), grow]
             .into_iter()
             .flatten()
         {
@@ -300,6 +301,7 @@ impl EventLoop {
 
     fn expire_timers(&mut self) {
         let now = self.ctx.now;
+        self.ctx.pool.maintain(now);
         if self.accept_resume.is_some_and(|t| t <= now) {
             self.accept_resume = None;
             if self.run == Run::Serving {
