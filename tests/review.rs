@@ -1,0 +1,74 @@
+//! Defects found in review of the server core, each pinned by a test that
+//! failed before its fix.
+
+mod common;
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A server on a Unix socket, on the given poller backend.
+fn unix_server(poller: &str, extra: &[&str]) -> Server {
+    let dir = TempDir::new();
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("fastcgi:{}/r.sock", dir.path().display()),
+    ];
+    args.extend(ALL_APPS.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut cmd = serve_command(&args);
+    cmd.env("FASTGATE_POLLER", poller);
+    Server::spawn(cmd, dir, 1)
+}
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    // The fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+/// A client that closes while its unread body has paused the reading of
+/// its connection: the loop must notice the hang-up (not spin on it) and
+/// abort the request, freeing the only worker.
+fn hang_up_while_paused(poller: &str) {
+    let server = unix_server(poller, &["--max-threads", "1", "--min-threads", "1"]);
+    let spec = server.spec(0);
+    {
+        let mut c = FcgiConn::connect(&spec);
+        c.begin(1, RESPONDER, true);
+        c.params(1, &nginx_params("POST", "/sleep?ms=10000", Some(1 << 20)));
+        // Past the 256 KiB of unread body that pauses the connection.
+        c.stdin(1, &pattern(300_000, 5));
+        thread::sleep(Duration::from_millis(300));
+    }
+    thread::sleep(Duration::from_millis(100));
+    let before = cpu_ticks(server.pid());
+    thread::sleep(Duration::from_millis(1000));
+    let spent = cpu_ticks(server.pid()) - before;
+    assert!(
+        spent < 30,
+        "{poller}: the loop spent {spent} ticks in 1 s on a hung-up paused connection"
+    );
+    let t = Instant::now();
+    assert_eq!(fcgi_get(&spec, "/ping").body_str(), "pong\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "{poller}: the only worker stayed on a sleep whose client left: ping took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn hang_up_while_paused_epoll() {
+    hang_up_while_paused("epoll");
+}
+
+#[test]
+fn hang_up_while_paused_poll() {
+    hang_up_while_paused("poll");
+}
