@@ -72,3 +72,36 @@ fn hang_up_while_paused_epoll() {
 fn hang_up_while_paused_poll() {
     hang_up_while_paused("poll");
 }
+
+/// A --request-timeout that ends a request pausing its connection must
+/// process the input kept while paused: here the next request (multiplexed
+/// behind the body) sits in it, and the client has nothing more to send.
+#[test]
+fn input_kept_during_a_pause_is_processed_after_a_timeout() {
+    let server = unix_server("epoll", &["--request-timeout", "1s"]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.begin(1, RESPONDER, true);
+    c.params(1, &nginx_params("POST", "/sleep?ms=5000", Some(270_000)));
+    // Just under the pause bound: read and queued, not pausing.
+    c.stdin(1, &pattern(250_000, 1));
+    thread::sleep(Duration::from_millis(300));
+    // One write: the body crosses the bound, then its end and request 2
+    // stay in the server's buffer of unprocessed input.
+    let mut tail = stream_records(rec::STDIN, 1, &pattern(20_000, 2), true);
+    tail.extend_from_slice(&record(rec::BEGIN_REQUEST, 2, &begin_body(RESPONDER, true)));
+    tail.extend_from_slice(&stream_records(
+        rec::PARAMS,
+        2,
+        &encode_pairs(&nginx_params("GET", "/ping", None)),
+        true,
+    ));
+    tail.extend_from_slice(&record(rec::STDIN, 2, &[]));
+    c.send_raw(&tail);
+    let first = c.read_until_end(1);
+    assert_eq!(first.response().status, 504);
+    c.conn.set_timeout(Duration::from_secs(5));
+    let second = c
+        .try_read_until_end(2)
+        .unwrap_or_else(|e| panic!("request 2, kept while paused: {e}"));
+    assert_eq!(complete(&second, "ping").body_str(), "pong\n");
+}

@@ -294,7 +294,10 @@ impl Conn {
             Proto::Detect => {}
         }
         self.after_protocol_step(ctx);
-        Ok(())
+        // A request ended here may have held the pause under which input
+        // was kept; no Resume will come for it, and the client may have
+        // nothing more to send.
+        self.process_pending(ctx)
     }
 }
 
