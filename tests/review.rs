@@ -1,8 +1,11 @@
 //! Defects found in review of the server core, each pinned by a test that
-//! failed before its fix.
+//! failed before its fix: a hang-up while reading is paused, input left
+//! unprocessed after a timeout released a pause, and output the loop makes
+//! for a client that never reads.
 
 mod common;
 
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -104,4 +107,34 @@ fn input_kept_during_a_pause_is_processed_after_a_timeout() {
         .try_read_until_end(2)
         .unwrap_or_else(|e| panic!("request 2, kept while paused: {e}"));
     assert_eq!(complete(&second, "ping").body_str(), "pong\n");
+}
+
+/// A client that sends and never reads must not make the server buffer
+/// without bound: here records the loop answers itself (UNKNOWN_TYPE).
+#[test]
+fn a_client_that_never_reads_cannot_grow_the_output_buffer() {
+    let server = unix_server("epoll", &[]);
+    let mut c = Conn::connect(&server.spec(0));
+    let before = server.rss_bytes();
+    // 8192 records of an unknown type (header only), 64 KiB a write.
+    let chunk: Vec<u8> = (0..8192)
+        .flat_map(|_| [1u8, 200, 0, 0, 0, 0, 0, 0])
+        .collect();
+    c.set_timeout(Duration::from_secs(1));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sent = 0usize;
+    while sent < 64 << 20 && Instant::now() < deadline {
+        if c.write_all(&chunk).is_err() {
+            break;
+        }
+        sent += chunk.len();
+    }
+    thread::sleep(Duration::from_millis(200));
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 16 << 20,
+        "resident memory grew {} MiB answering {} MiB from a client that never reads",
+        grown >> 20,
+        sent >> 20
+    );
 }
