@@ -138,3 +138,20 @@ fn a_client_that_never_reads_cannot_grow_the_output_buffer() {
         sent >> 20
     );
 }
+
+/// FastCGI 1.0 §6.3 gives an Authorizer no FCGI_STDIN, and Apache
+/// (mod_authnz_fcgi, mod_fastcgi, mod_fcgid) sends none, not even the
+/// empty record: the response must not wait for a stream that never comes.
+#[test]
+fn an_authorizer_gets_its_answer_without_any_stdin() {
+    let server = unix_server("epoll", &[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.begin(1, AUTHORIZER, true);
+    c.params(1, &nginx_params("GET", "/ping", None));
+    c.conn.set_timeout(Duration::from_secs(5));
+    let reply = c
+        .try_read_until_end(1)
+        .unwrap_or_else(|e| panic!("authorizer with no STDIN: {e}"));
+    assert_eq!(reply.protocol_status, REQUEST_COMPLETE);
+    assert_eq!(complete(&reply, "authorizer").body_str(), "pong\n");
+}

@@ -14,6 +14,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::message::{LoopSender, Message, ReqRef};
+use crate::protocol::fastcgi::Role;
 
 /// Unread body bytes above which the connection stops being read.
 pub const BODY_HIGH: usize = 256 * 1024;
@@ -88,10 +89,13 @@ fn aborted_error() -> io::Error {
 }
 
 impl Shared {
-    /// `has_data`: the FILTER role, whose DATA stream follows STDIN.
-    pub fn new(req: ReqRef, has_data: bool, sender: LoopSender) -> Shared {
+    /// FILTER has a DATA stream after STDIN; AUTHORIZER has no input at
+    /// all (FastCGI 1.0 §6.3: Apache sends it no FCGI_STDIN, not even the
+    /// empty record).
+    pub fn new(req: ReqRef, role: Role, sender: LoopSender) -> Shared {
         let mut input = InputState::default();
-        input.data.ended = !has_data;
+        input.stdin.ended = role == Role::Authorizer;
+        input.data.ended = role != Role::Filter;
         Shared {
             req,
             sender,
