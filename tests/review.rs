@@ -155,3 +155,34 @@ fn an_authorizer_gets_its_answer_without_any_stdin() {
     assert_eq!(reply.protocol_status, REQUEST_COMPLETE);
     assert_eq!(complete(&reply, "authorizer").body_str(), "pong\n");
 }
+
+/// A FILTER handler that reads only FCGI_DATA (the file it filters) must
+/// not stall on a request body it never reads: by FastCGI 1.0 §6.4 DATA
+/// follows STDIN, so an unread STDIN past the pause bound kept DATA from
+/// ever arriving.
+#[test]
+fn a_filter_reading_only_data_is_not_stalled_by_a_large_stdin() {
+    let server = unix_server("epoll", &[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    let stdin = pattern(400_000, 12);
+    let data = pattern(70_000, 13);
+    let mut p = nginx_params("POST", "/echo", Some(stdin.len()));
+    set_param(&mut p, "FCGI_DATA_LENGTH", Some(&data.len().to_string()));
+    set_param(&mut p, "FCGI_DATA_LAST_MOD", Some("1700000000"));
+    let mut all = record(rec::BEGIN_REQUEST, 1, &begin_body(FILTER, true));
+    all.extend_from_slice(&stream_records(rec::PARAMS, 1, &encode_pairs(&p), true));
+    all.extend_from_slice(&stream_records(rec::STDIN, 1, &stdin, true));
+    all.extend_from_slice(&stream_records(rec::DATA, 1, &data, true));
+    // Written from a thread: the server rightly stops reading for a while.
+    let mut w = match &c.conn {
+        Conn::Unix(s) => s.try_clone().expect("clone"),
+        Conn::Tcp(_) => unreachable!("a unix server"),
+    };
+    let writer = thread::spawn(move || w.write_all(&all));
+    c.conn.set_timeout(Duration::from_secs(5));
+    let reply = c
+        .try_read_until_end(1)
+        .unwrap_or_else(|e| panic!("filter with a 400 kB STDIN: {e}"));
+    assert_bytes_eq(&complete(&reply, "filter").body, &data, "FILTER echo");
+    writer.join().expect("writer").expect("write");
+}

@@ -47,6 +47,9 @@ struct InputState {
     paused: bool,
     /// The handler dropped its body readers: further input is discarded.
     reader_gone: bool,
+    /// The handler began reading DATA: STDIN, which comes before it
+    /// (FastCGI 1.0 §6.4), is discarded from then on.
+    stdin_skipped: bool,
 }
 
 impl InputState {
@@ -123,9 +126,10 @@ impl Shared {
     /// request then counts as pausing it until a `Resume` or its end.
     pub fn push(&self, which: Input, bytes: &[u8]) -> bool {
         let mut st = lock(&self.input);
+        let discarded = st.reader_gone || (which == Input::Stdin && st.stdin_skipped);
         if bytes.is_empty() {
             st.stream(which).ended = true;
-        } else if !st.reader_gone {
+        } else if !discarded {
             let s = st.stream(which);
             s.queue.push_back(bytes.to_vec());
             s.buffered += bytes.len();
@@ -216,6 +220,20 @@ impl Shared {
         }
     }
 
+    /// A FILTER handler moved on to DATA: STDIN it left unread must not
+    /// hold the connection paused, or DATA, queued behind it, never comes.
+    fn skip_stdin(&self, st: &mut InputState) {
+        st.stdin_skipped = true;
+        st.stdin = Chunks {
+            ended: st.stdin.ended,
+            ..Chunks::default()
+        };
+        if st.paused && st.buffered() <= BODY_LOW {
+            st.paused = false;
+            self.send_resume();
+        }
+    }
+
     fn send_resume(&self) {
         self.sender.send(Message::Resume { req: self.req });
     }
@@ -226,6 +244,9 @@ impl Shared {
             return Ok(0);
         }
         let mut st = lock(&self.input);
+        if which == Input::Data && !st.stdin_skipped {
+            self.skip_stdin(&mut st);
+        }
         loop {
             if self.is_aborted() {
                 return Err(aborted_error());
