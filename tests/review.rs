@@ -186,3 +186,34 @@ fn a_filter_reading_only_data_is_not_stalled_by_a_large_stdin() {
     assert_bytes_eq(&complete(&reply, "filter").body, &data, "FILTER echo");
     writer.join().expect("writer").expect("write");
 }
+
+/// Input for a stream that has ended (DATA sent to a RESPONDER, whose DATA
+/// stream is empty; STDIN sent to an AUTHORIZER) is never read: it must
+/// not pause the connection past the end of its request.
+#[test]
+fn input_for_an_ended_stream_does_not_pause_the_connection_for_good() {
+    let server = unix_server("epoll", &[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    let mut all = record(rec::BEGIN_REQUEST, 1, &begin_body(RESPONDER, true));
+    all.extend_from_slice(&stream_records(
+        rec::PARAMS,
+        1,
+        &encode_pairs(&nginx_params("GET", "/sleep?ms=500", None)),
+        true,
+    ));
+    all.extend_from_slice(&record(rec::STDIN, 1, &[]));
+    all.extend_from_slice(&stream_records(rec::DATA, 1, &pattern(300_000, 14), false));
+    let mut w = match &c.conn {
+        Conn::Unix(s) => s.try_clone().expect("clone"),
+        Conn::Tcp(_) => unreachable!("a unix server"),
+    };
+    let writer = thread::spawn(move || w.write_all(&all));
+    assert_eq!(complete(&c.read_until_end(1), "sleep").status, 200);
+    writer.join().expect("writer").expect("write");
+    c.request(2, true, &nginx_params("GET", "/ping", None), b"");
+    c.conn.set_timeout(Duration::from_secs(5));
+    let reply = c
+        .try_read_until_end(2)
+        .unwrap_or_else(|e| panic!("request after stray DATA: {e}"));
+    assert_eq!(complete(&reply, "ping").body_str(), "pong\n");
+}

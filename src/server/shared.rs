@@ -126,7 +126,11 @@ impl Shared {
     /// request then counts as pausing it until a `Resume` or its end.
     pub fn push(&self, which: Input, bytes: &[u8]) -> bool {
         let mut st = lock(&self.input);
-        let discarded = st.reader_gone || (which == Input::Stdin && st.stdin_skipped);
+        // Bytes for a stream already ended (DATA of a RESPONDER, STDIN of an
+        // AUTHORIZER) are never read: queued, they could pause the
+        // connection with no end of input left to release it.
+        let discarded =
+            st.reader_gone || st.stream(which).ended || (which == Input::Stdin && st.stdin_skipped);
         if bytes.is_empty() {
             st.stream(which).ended = true;
         } else if !discarded {
