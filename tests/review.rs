@@ -1,7 +1,9 @@
 //! Defects found in review of the server core, each pinned by a test that
 //! failed before its fix: a hang-up while reading is paused, input left
-//! unprocessed after a timeout released a pause, and output the loop makes
-//! for a client that never reads.
+//! unprocessed after a timeout released a pause, output the loop makes for
+//! a client that never reads, an AUTHORIZER waiting for STDIN, a FILTER
+//! stalled by its unread STDIN, and bytes for an ended stream pausing a
+//! connection for good.
 
 mod common;
 
