@@ -86,13 +86,13 @@ fn input_kept_during_a_pause_is_processed_after_a_timeout() {
     let server = unix_server("epoll", &["--request-timeout", "1s"]);
     let mut c = FcgiConn::connect(&server.spec(0));
     c.begin(1, RESPONDER, true);
-    c.params(1, &nginx_params("POST", "/sleep?ms=5000", Some(270_000)));
+    c.params(1, &nginx_params("POST", "/sleep?ms=5000", Some(262_200)));
     // Just under the pause bound: read and queued, not pausing.
-    c.stdin(1, &pattern(250_000, 1));
+    c.stdin(1, &pattern(262_000, 1));
     thread::sleep(Duration::from_millis(300));
-    // One write: the body crosses the bound, then its end and request 2
-    // stay in the server's buffer of unprocessed input.
-    let mut tail = stream_records(rec::STDIN, 1, &pattern(20_000, 2), true);
+    // One small write (one read): the body crosses the bound, then its end
+    // and request 2 stay in the server's buffer of unprocessed input.
+    let mut tail = stream_records(rec::STDIN, 1, &pattern(200, 2), true);
     tail.extend_from_slice(&record(rec::BEGIN_REQUEST, 2, &begin_body(RESPONDER, true)));
     tail.extend_from_slice(&stream_records(
         rec::PARAMS,
