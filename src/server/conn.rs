@@ -19,6 +19,11 @@ use crate::spec::Protocol;
 /// Unprocessed input kept per connection (a partial SCGI header, or bytes
 /// left while reading is paused) is bounded by the params limit plus this.
 const RBUF_SLACK: usize = 64 * 1024;
+/// Unwritten output past which the connection is not read: what the loop
+/// answers itself (UNKNOWN_TYPE, GET_VALUES, refusals, END_REQUEST) takes
+/// no output credit, so a client that sends and never reads is stopped
+/// here.
+const OUT_HIGH: usize = 1024 * 1024;
 
 /// What the connection is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,15 +115,19 @@ impl Conn {
 
     /// The interest the connection needs now.
     pub fn wanted_interest(&self) -> Interest {
-        let read = self.state == ConnState::Open && self.io.paused_by == 0;
-        Interest::new(read, !self.io.out.is_empty())
+        Interest::new(self.may_read(), !self.io.out.is_empty())
+    }
+
+    /// Open, not paused by an unread body, not behind on its output.
+    fn may_read(&self) -> bool {
+        self.state == ConnState::Open && self.io.paused_by == 0 && self.io.out.pending() < OUT_HIGH
     }
 
     /// Reads what the socket has (a bounded number of times, for fairness)
     /// and processes it.
     pub fn on_readable(&mut self, ctx: &mut Ctx, scratch: &mut [u8]) -> Result<(), CloseReason> {
         for _ in 0..4 {
-            if self.state != ConnState::Open || self.io.paused_by > 0 {
+            if !self.may_read() {
                 return Ok(());
             }
             let n = match self.stream.read(scratch) {
@@ -298,7 +307,10 @@ impl Conn {
             Proto::Detect => {}
         }
         self.after_protocol_step(ctx);
-        Ok(())
+        // A request ended here may have held the pause under which input
+        // was kept; no Resume will come for it, and the client may have
+        // nothing more to send.
+        self.process_pending(ctx)
     }
 }
 

@@ -167,7 +167,7 @@ impl Ctx {
             fcgi_id,
             key: self.next_key,
         };
-        let shared = Arc::new(Shared::new(req, role == Role::Filter, self.sender.clone()));
+        let shared = Arc::new(Shared::new(req, role, self.sender.clone()));
         let job = Job {
             handler,
             req: Request::new(params, path, role, shared.clone()),

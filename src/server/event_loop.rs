@@ -170,6 +170,12 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(token) else {
             return;
         };
+        if ev.readable && conn.state == ConnState::Open && !conn.interest.readable() {
+            // Not asked to read (an unread body paused it), yet reported:
+            // an error or hang-up, which would be reported again on every
+            // wait. The peer is gone; its requests are aborted now.
+            return self.close(token, CloseReason::PeerClosed);
+        }
         let result = if ev.readable && conn.state == ConnState::Open {
             // A bug in one connection's handling must not take the others
             // down: a panic closes that connection alone.

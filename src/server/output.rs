@@ -48,6 +48,11 @@ impl Output {
         self.pos == self.buf.len()
     }
 
+    /// Bytes appended and not yet written.
+    pub fn pending(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// Writes as much as the socket takes. Ok(true) when all is written.
     pub fn flush<W: Write>(&mut self, w: &mut W) -> io::Result<bool> {
         while self.pos < self.buf.len() {

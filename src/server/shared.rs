@@ -14,6 +14,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::message::{LoopSender, Message, ReqRef};
+use crate::protocol::fastcgi::Role;
 
 /// Unread body bytes above which the connection stops being read.
 pub const BODY_HIGH: usize = 256 * 1024;
@@ -46,6 +47,9 @@ struct InputState {
     paused: bool,
     /// The handler dropped its body readers: further input is discarded.
     reader_gone: bool,
+    /// The handler began reading DATA: STDIN, which comes before it
+    /// (FastCGI 1.0 §6.4), is discarded from then on.
+    stdin_skipped: bool,
 }
 
 impl InputState {
@@ -88,10 +92,13 @@ fn aborted_error() -> io::Error {
 }
 
 impl Shared {
-    /// `has_data`: the FILTER role, whose DATA stream follows STDIN.
-    pub fn new(req: ReqRef, has_data: bool, sender: LoopSender) -> Shared {
+    /// FILTER has a DATA stream after STDIN; AUTHORIZER has no input at
+    /// all (FastCGI 1.0 §6.3: Apache sends it no FCGI_STDIN, not even the
+    /// empty record).
+    pub fn new(req: ReqRef, role: Role, sender: LoopSender) -> Shared {
         let mut input = InputState::default();
-        input.data.ended = !has_data;
+        input.stdin.ended = role == Role::Authorizer;
+        input.data.ended = role != Role::Filter;
         Shared {
             req,
             sender,
@@ -119,9 +126,14 @@ impl Shared {
     /// request then counts as pausing it until a `Resume` or its end.
     pub fn push(&self, which: Input, bytes: &[u8]) -> bool {
         let mut st = lock(&self.input);
+        // Bytes for a stream already ended (DATA of a RESPONDER, STDIN of an
+        // AUTHORIZER) are never read: queued, they could pause the
+        // connection with no end of input left to release it.
+        let discarded =
+            st.reader_gone || st.stream(which).ended || (which == Input::Stdin && st.stdin_skipped);
         if bytes.is_empty() {
             st.stream(which).ended = true;
-        } else if !st.reader_gone {
+        } else if !discarded {
             let s = st.stream(which);
             s.queue.push_back(bytes.to_vec());
             s.buffered += bytes.len();
@@ -212,6 +224,20 @@ impl Shared {
         }
     }
 
+    /// A FILTER handler moved on to DATA: STDIN it left unread must not
+    /// hold the connection paused, or DATA, queued behind it, never comes.
+    fn skip_stdin(&self, st: &mut InputState) {
+        st.stdin_skipped = true;
+        st.stdin = Chunks {
+            ended: st.stdin.ended,
+            ..Chunks::default()
+        };
+        if st.paused && st.buffered() <= BODY_LOW {
+            st.paused = false;
+            self.send_resume();
+        }
+    }
+
     fn send_resume(&self) {
         self.sender.send(Message::Resume { req: self.req });
     }
@@ -222,6 +248,9 @@ impl Shared {
             return Ok(0);
         }
         let mut st = lock(&self.input);
+        if which == Input::Data && !st.stdin_skipped {
+            self.skip_stdin(&mut st);
+        }
         loop {
             if self.is_aborted() {
                 return Err(aborted_error());

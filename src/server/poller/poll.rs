@@ -70,7 +70,10 @@ impl Poller for PollPoller {
             };
             events.push(Event {
                 token,
-                readable: p.revents & (libc::POLLIN | err) != 0 && interest.readable(),
+                // As with epoll, an error or hang-up is reported whatever
+                // the interest, so the loop learns of it while paused.
+                readable: (p.revents & libc::POLLIN != 0 && interest.readable())
+                    || p.revents & err != 0,
                 writable: p.revents & (libc::POLLOUT | libc::POLLERR) != 0 && interest.writable(),
             });
         }
