@@ -276,3 +276,49 @@ fn the_pool_grows_for_requests_stuck_behind_blocked_workers() {
         .count();
     assert!(threads <= 1 + 8, "{threads} threads for --max-threads 8");
 }
+
+/// A TCP client that sends FIN (no reset) while its unread body has paused
+/// the reading of its connection: the hang-up is watched for while paused,
+/// so the request is aborted and the only worker freed.
+fn fin_while_paused(poller: &str) {
+    let dir = TempDir::new();
+    let args: Vec<String> = [
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--max-threads",
+        "1",
+        "--min-threads",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(ALL_APPS.iter().map(|s| s.to_string()))
+    .collect();
+    let mut cmd = serve_command(&args);
+    cmd.env("FASTGATE_POLLER", poller);
+    let s = Server::spawn(cmd, dir, 1);
+    let spec = s.spec(0);
+    let mut c = FcgiConn::connect(&spec);
+    c.begin(1, RESPONDER, true);
+    c.params(1, &nginx_params("POST", "/sleep?ms=20000", Some(1 << 20)));
+    c.stdin(1, &pattern(300_000, 5));
+    std::thread::sleep(Duration::from_millis(300));
+    c.conn.shutdown_write();
+    let t = Instant::now();
+    assert_eq!(fcgi_get(&spec, "/ping").body_str(), "pong\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "{poller}: ping waited {:?} behind a client that left",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_fin_while_paused_aborts_the_request_epoll() {
+    fin_while_paused("epoll");
+}
+
+#[test]
+fn a_fin_while_paused_aborts_the_request_poll() {
+    fin_while_paused("poll");
+}

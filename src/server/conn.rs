@@ -115,7 +115,11 @@ impl Conn {
 
     /// The interest the connection needs now.
     pub fn wanted_interest(&self) -> Interest {
-        Interest::new(self.may_read(), !self.io.out.is_empty())
+        let read = self.may_read();
+        // Not reading, but a client that leaves must still abort its
+        // requests (a FIN alone would otherwise go unseen while paused).
+        let hangup = !read && self.state == ConnState::Open;
+        Interest::new(read, !self.io.out.is_empty()).with_hangup(hangup)
     }
 
     /// Open, not paused by an unread body, not behind on its output.

@@ -452,20 +452,25 @@ fn end_early(io: &mut ConnIo, id: u16, keep_conn: bool, status: ProtocolStatus) 
     }
 }
 
+/// FCGI_GET_VALUES_RESULT for the variables asked about that we know,
+/// each once (a repeated name must not make the answer outgrow a record).
 fn get_values(ctx: &Ctx, io: &mut ConnIo, names: &[Vec<u8>]) {
     let max_conns = ctx.limits.max_conns.to_string();
     let max_reqs = ctx.limits.max_reqs.to_string();
-    let pairs: Vec<(&[u8], &[u8])> = names
-        .iter()
-        .filter_map(|n| {
-            let value: &[u8] = match n.as_slice() {
-                b"FCGI_MAX_CONNS" => max_conns.as_bytes(),
-                b"FCGI_MAX_REQS" => max_reqs.as_bytes(),
-                b"FCGI_MPXS_CONNS" => b"1",
-                _ => return None,
-            };
-            Some((n.as_slice(), value))
-        })
-        .collect();
+    let mut pairs: Vec<(&[u8], &[u8])> = Vec::with_capacity(3);
+    let known = names.iter().filter_map(|n| {
+        let value: &[u8] = match n.as_slice() {
+            b"FCGI_MAX_CONNS" => max_conns.as_bytes(),
+            b"FCGI_MAX_REQS" => max_reqs.as_bytes(),
+            b"FCGI_MPXS_CONNS" => b"1",
+            _ => return None,
+        };
+        Some((n.as_slice(), value))
+    });
+    for pair in known {
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
+    }
     fcgi::encode_get_values_result(&mut io.out.buf, &pairs);
 }

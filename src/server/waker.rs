@@ -33,7 +33,7 @@ impl Waker {
 
     /// Makes the loop's next (or current) wait return.
     pub fn wake(&self) {
-        if self.pending.swap(true, Ordering::AcqRel) {
+        if self.pending.swap(true, Ordering::SeqCst) {
             return;
         }
         self.wakeups.fetch_add(1, Ordering::Relaxed);
@@ -44,7 +44,10 @@ impl Waker {
     /// Called by the loop when the eventfd is readable, before draining.
     pub fn reset(&self) {
         let _ = self.fd.read();
-        self.pending.store(false, Ordering::Release);
+        // SeqCst: the clear must be ordered before the drain's reads of the
+        // channel, so a sender that saw `pending` still set has its message
+        // found by this drain.
+        self.pending.swap(false, Ordering::SeqCst);
     }
 
     /// The fd to register in the poller.

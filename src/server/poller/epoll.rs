@@ -32,6 +32,9 @@ fn flags(interest: Interest) -> EpollFlags {
     if interest.writable() {
         f |= EpollFlags::EPOLLOUT;
     }
+    if interest.hangup() {
+        f |= EpollFlags::EPOLLRDHUP;
+    }
     f
 }
 

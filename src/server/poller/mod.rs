@@ -41,6 +41,16 @@ impl Interest {
     pub fn new(read: bool, write: bool) -> Interest {
         Interest(read as u8 | (write as u8) << 1)
     }
+
+    /// Also report a peer that closed its side (reported as readable),
+    /// for a connection that is not being read.
+    pub fn with_hangup(self, on: bool) -> Interest {
+        Interest(self.0 | (on as u8) << 2)
+    }
+
+    pub fn hangup(self) -> bool {
+        self.0 & 4 != 0
+    }
 }
 
 /// One readiness report. Errors and hang-ups are reported as readable so

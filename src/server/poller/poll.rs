@@ -54,6 +54,9 @@ impl Poller for PollPoller {
             if interest.writable() {
                 ev |= libc::POLLOUT;
             }
+            if interest.hangup() {
+                ev |= libc::POLLRDHUP;
+            }
             self.fds.push(libc::pollfd {
                 fd,
                 events: ev,
@@ -73,7 +76,8 @@ impl Poller for PollPoller {
                 // As with epoll, an error or hang-up is reported whatever
                 // the interest, so the loop learns of it while paused.
                 readable: (p.revents & libc::POLLIN != 0 && interest.readable())
-                    || p.revents & err != 0,
+                    || p.revents & err != 0
+                    || (p.revents & libc::POLLRDHUP != 0 && interest.hangup()),
                 writable: p.revents & (libc::POLLOUT | libc::POLLERR) != 0 && interest.writable(),
             });
         }
