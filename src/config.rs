@@ -1,12 +1,19 @@
-//! The resolved configuration of `fastgate serve`: every option of the
-//! interface contract as a typed value. `src/main.rs` fills it from clap and
-//! the `FASTGATE_*` environment; the parsers here check each value and name
-//! the flag on error.
+//! The configuration of `fastgate serve`: the options as clap reads them
+//! ([`ServeArgs`], raw strings from the command line or the `FASTGATE_*`
+//! environment), and the checked, typed result ([`Config`]) the server runs
+//! on. Values stay strings until here so that every bad one is reported the
+//! same way, naming the flag and the value:
+//! `--idle-timeout "5x": expected a duration like 500ms, 30s or 5m`.
 
+use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::spec::ListenSpec;
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use crate::spec::{ListenSpec, Protocol};
 
 /// One `--mount PREFIX=APP`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,5 +132,972 @@ impl Default for Config {
             log_format: LogFormat::Text,
             error_log: None,
         }
+    }
+}
+
+impl Cidr {
+    /// A network of `prefix_len` leading bits of `addr`; the host bits are
+    /// cleared (as nginx's `allow` does) and the length is capped at the
+    /// address width.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Cidr {
+        match addr {
+            IpAddr::V4(a) => {
+                let len = prefix_len.min(32);
+                let bits = u32::from(a) & mask_v4(len);
+                Cidr {
+                    addr: IpAddr::V4(bits.into()),
+                    prefix_len: len,
+                }
+            }
+            IpAddr::V6(a) => {
+                let len = prefix_len.min(128);
+                let bits = u128::from(a) & mask_v6(len);
+                Cidr {
+                    addr: IpAddr::V6(bits.into()),
+                    prefix_len: len,
+                }
+            }
+        }
+    }
+
+    /// Whether `ip` lies in this network. An IPv4-mapped IPv6 peer
+    /// (`::ffff:10.1.2.3`, what a dual-stack socket reports) counts as its
+    /// IPv4 address.
+    ///
+    /// ```
+    /// use fastgate::config::Cidr;
+    /// let net = Cidr::new("10.0.0.0".parse().unwrap(), 8);
+    /// assert!(net.contains("10.9.8.7".parse().unwrap()));
+    /// assert!(net.contains("::ffff:10.9.8.7".parse().unwrap()));
+    /// assert!(!net.contains("11.0.0.1".parse().unwrap()));
+    /// ```
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                u32::from(a) & mask_v4(self.prefix_len) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                u128::from(a) & mask_v6(self.prefix_len) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(len: u8) -> u32 {
+    match len {
+        0 => 0,
+        n => u32::MAX << (32 - u32::from(n.min(32))),
+    }
+}
+
+fn mask_v6(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        n => u128::MAX << (128 - u32::from(n.min(128))),
+    }
+}
+
+/// A configuration error (exit status 2): the flag, the value as given, and
+/// what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// The long flag, e.g. `--max-reqs`.
+    pub flag: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// What is wrong: lowercase, no final period.
+    pub reason: String,
+    /// The `FASTGATE_*` variable the value came from, when it did not come
+    /// from the command line.
+    pub env: Option<String>,
+}
+
+impl Error {
+    fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
+        Error {
+            flag,
+            value: value.to_string(),
+            reason: reason.into(),
+            env: None,
+        }
+    }
+
+    /// Notes the environment variable the bad value came from, when clap
+    /// took it from there: a value nobody typed is otherwise hard to find.
+    pub fn with_source(mut self, matches: &ArgMatches) -> Error {
+        let id = self.flag.trim_start_matches('-').replace('-', "_");
+        // `try_contains_id` first: `value_source` panics on an unknown id.
+        let known = matches.try_contains_id(&id).is_ok();
+        if known && matches.value_source(&id) == Some(ValueSource::EnvVariable) {
+            self.env = Some(env_name(self.flag));
+        }
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.flag, self.value)?;
+        if let Some(var) = &self.env {
+            write!(f, " (from {var})")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `--max-reqs` → `FASTGATE_MAX_REQS`.
+fn env_name(flag: &str) -> String {
+    let name = flag.trim_start_matches('-').replace('-', "_");
+    format!("FASTGATE_{}", name.to_uppercase())
+}
+
+/// The options of `fastgate serve` as read from the command line and the
+/// `FASTGATE_*` environment: raw strings, checked by [`ServeArgs::into_config`].
+/// Defaults live in [`Config::default`], so an absent option is `None`.
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Serve options")]
+pub struct ServeArgs {
+    /// Where to listen: fastcgi://HOST:PORT, scgi:/path.sock, HOST:PORT (auto), ...
+    /// [default: fd 0 if it is a listening socket, else LISTEN_FDS, else fastcgi://127.0.0.1:9000]
+    #[arg(
+        short,
+        long,
+        value_name = "SPEC",
+        env = "FASTGATE_LISTEN",
+        value_delimiter = ','
+    )]
+    pub listen: Vec<String>,
+    /// Serve APP under PREFIX (whole path segments; longest match wins) [default: /=hello]
+    #[arg(
+        short,
+        long,
+        value_name = "PREFIX=APP",
+        env = "FASTGATE_MOUNT",
+        value_delimiter = ','
+    )]
+    pub mount: Vec<String>,
+    /// The cgi app runs only executables under these directories
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "FASTGATE_CGI_ROOT",
+        value_delimiter = ','
+    )]
+    pub cgi_root: Vec<String>,
+    /// Let the cgi app run scripts while fastgate runs as root with no --user
+    #[arg(long, env = "FASTGATE_CGI_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cgi_allow_root: bool,
+    /// Prefork N children; auto = number of CPUs; 1 = no master [default: 1]
+    #[arg(short, long, value_name = "N|auto", env = "FASTGATE_PROCESSES")]
+    pub processes: Option<String>,
+    /// Worker threads kept per process [default: 2]
+    #[arg(long, value_name = "N", env = "FASTGATE_MIN_THREADS")]
+    pub min_threads: Option<String>,
+    /// Worker threads at most per process [default: 32]
+    #[arg(long, value_name = "N", env = "FASTGATE_MAX_THREADS")]
+    pub max_threads: Option<String>,
+    /// Requests waiting for a worker before new ones get 503 [default: 1024]
+    #[arg(long, value_name = "N", env = "FASTGATE_QUEUE")]
+    pub queue: Option<String>,
+    /// Connections per process before accepting pauses [default: 10000]
+    #[arg(long, value_name = "N", env = "FASTGATE_MAX_CONNS")]
+    pub max_conns: Option<String>,
+    /// Concurrent requests per FastCGI connection, FCGI_MAX_REQS [default: 128]
+    #[arg(long, value_name = "N", env = "FASTGATE_MAX_REQS")]
+    pub max_reqs: Option<String>,
+    /// Recycle a child after N requests (prefork); 0 = never [default: 0]
+    #[arg(long, value_name = "N", env = "FASTGATE_MAX_REQUESTS")]
+    pub max_requests: Option<String>,
+    /// Total size of one request's params; past it 431 [default: 131072]
+    #[arg(long, value_name = "N", env = "FASTGATE_MAX_PARAMS_BYTES")]
+    pub max_params_bytes: Option<String>,
+    /// Request body limit, 413 past it; 0 = none [default: 0]
+    #[arg(long, value_name = "N", env = "FASTGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<String>,
+    /// Close a kept-alive connection idle this long [default: 60s]
+    #[arg(long, value_name = "D", env = "FASTGATE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Time allowed for a request's params to arrive [default: 10s]
+    #[arg(long, value_name = "D", env = "FASTGATE_HEADER_TIMEOUT")]
+    pub header_timeout: Option<String>,
+    /// Time allowed from dispatch to the end of the response; 0 = none [default: 0]
+    #[arg(long, value_name = "D", env = "FASTGATE_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// How long a graceful stop waits for requests in flight [default: 30s]
+    #[arg(long, value_name = "D", env = "FASTGATE_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+    /// Count and log requests slower than this; 0 = off [default: 0]
+    #[arg(long, value_name = "D", env = "FASTGATE_SLOW_THRESHOLD")]
+    pub slow_threshold: Option<String>,
+    /// Where a CGI script's stderr goes: log, fastcgi or both [default: log]
+    #[arg(long, value_name = "WHERE", env = "FASTGATE_CGI_STDERR")]
+    pub cgi_stderr: Option<String>,
+    /// Permissions of created Unix sockets, octal (660, 0660)
+    #[arg(long, value_name = "OCTAL", env = "FASTGATE_SOCKET_MODE")]
+    pub socket_mode: Option<String>,
+    /// Owner of created Unix sockets
+    #[arg(long, value_name = "USER[:GROUP]", env = "FASTGATE_SOCKET_OWNER")]
+    pub socket_owner: Option<String>,
+    /// Drop privileges to this user after binding
+    #[arg(short, long, value_name = "USER", env = "FASTGATE_USER")]
+    pub user: Option<String>,
+    /// Drop privileges to this group after binding
+    #[arg(short, long, value_name = "GROUP", env = "FASTGATE_GROUP")]
+    pub group: Option<String>,
+    /// Write the master's (or single process's) pid here
+    #[arg(long, value_name = "PATH", env = "FASTGATE_PIDFILE")]
+    pub pidfile: Option<String>,
+    /// Refuse TCP peers outside every listed network (10.0.0.0/8, ::1)
+    #[arg(
+        long,
+        value_name = "CIDR",
+        env = "FASTGATE_ALLOW_FROM",
+        value_delimiter = ','
+    )]
+    pub allow_from: Vec<String>,
+    /// Refuse Unix-socket peers whose uid matches none of these
+    #[arg(
+        long,
+        value_name = "UID",
+        env = "FASTGATE_ALLOW_UID",
+        value_delimiter = ','
+    )]
+    pub allow_uid: Vec<String>,
+    /// Refuse Unix-socket peers whose gid matches none of these
+    #[arg(
+        long,
+        value_name = "GID",
+        env = "FASTGATE_ALLOW_GID",
+        value_delimiter = ','
+    )]
+    pub allow_gid: Vec<String>,
+    /// One line per request to this file, or - for stdout
+    #[arg(long, value_name = "PATH|-", env = "FASTGATE_ACCESS_LOG")]
+    pub access_log: Option<String>,
+    /// Access log format: text or json [default: text]
+    #[arg(long, value_name = "FORMAT", env = "FASTGATE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Where log lines go [default: stderr]
+    #[arg(long, value_name = "PATH", env = "FASTGATE_ERROR_LOG")]
+    pub error_log: Option<String>,
+}
+
+impl ServeArgs {
+    /// Checks every option and builds the configuration; the first bad value
+    /// is the error.
+    pub fn into_config(self) -> Result<Config, Error> {
+        let d = Config::default();
+        let (min_threads, max_threads) = self.threads(&d)?;
+        Ok(Config {
+            listen: parse_listens(&self.listen)?,
+            mounts: parse_mounts(&self.mount)?,
+            cgi_roots: each("--cgi-root", &self.cgi_root, parse_path)?,
+            cgi_allow_root: self.cgi_allow_root,
+            processes: opt("--processes", &self.processes, parse_processes)?.unwrap_or(d.processes),
+            min_threads,
+            max_threads,
+            queue: count("--queue", &self.queue, 1, d.queue)?,
+            max_conns: count("--max-conns", &self.max_conns, 1, d.max_conns)?,
+            max_reqs: opt("--max-reqs", &self.max_reqs, within(1, 65_535))?
+                .map_or(d.max_reqs, to_usize),
+            max_requests: opt("--max-requests", &self.max_requests, parse_number)?
+                .unwrap_or(d.max_requests),
+            max_params_bytes: count(
+                "--max-params-bytes",
+                &self.max_params_bytes,
+                1024,
+                d.max_params_bytes,
+            )?,
+            max_body_bytes: opt("--max-body-bytes", &self.max_body_bytes, parse_number)?
+                .unwrap_or(d.max_body_bytes),
+            idle_timeout: opt("--idle-timeout", &self.idle_timeout, positive_duration)?
+                .unwrap_or(d.idle_timeout),
+            header_timeout: opt("--header-timeout", &self.header_timeout, positive_duration)?
+                .unwrap_or(d.header_timeout),
+            request_timeout: opt("--request-timeout", &self.request_timeout, zero_is_none)?
+                .unwrap_or(d.request_timeout),
+            shutdown_timeout: opt("--shutdown-timeout", &self.shutdown_timeout, parse_duration)?
+                .unwrap_or(d.shutdown_timeout),
+            slow_threshold: opt("--slow-threshold", &self.slow_threshold, zero_is_none)?
+                .unwrap_or(d.slow_threshold),
+            cgi_stderr: opt("--cgi-stderr", &self.cgi_stderr, parse_cgi_stderr)?
+                .unwrap_or(d.cgi_stderr),
+            socket_mode: opt("--socket-mode", &self.socket_mode, parse_socket_mode)?,
+            socket_owner: opt("--socket-owner", &self.socket_owner, parse_socket_owner)?,
+            user: opt("--user", &self.user, parse_name)?,
+            group: opt("--group", &self.group, parse_name)?,
+            pidfile: opt("--pidfile", &self.pidfile, parse_path)?,
+            allow_from: each("--allow-from", &self.allow_from, parse_cidr)?,
+            allow_uid: each("--allow-uid", &self.allow_uid, parse_id)?,
+            allow_gid: each("--allow-gid", &self.allow_gid, parse_id)?,
+            access_log: opt("--access-log", &self.access_log, parse_log_target)?,
+            log_format: opt("--log-format", &self.log_format, parse_log_format)?
+                .unwrap_or(d.log_format),
+            error_log: opt("--error-log", &self.error_log, parse_path)?,
+        })
+    }
+
+    /// `--min-threads` and `--max-threads` together: max >= min. A lone
+    /// `--max-threads 1` lowers the default minimum rather than failing.
+    fn threads(&self, d: &Config) -> Result<(usize, usize), Error> {
+        let max = count("--max-threads", &self.max_threads, 1, d.max_threads)?;
+        let min = match &self.min_threads {
+            Some(_) => count("--min-threads", &self.min_threads, 1, d.min_threads)?,
+            None => d.min_threads.min(max),
+        };
+        if max >= min {
+            return Ok((min, max));
+        }
+        Err(match &self.max_threads {
+            Some(v) => Error::new(
+                "--max-threads",
+                v,
+                format!("must be at least --min-threads ({min})"),
+            ),
+            None => Error::new(
+                "--min-threads",
+                self.min_threads.as_deref().unwrap_or_default(),
+                format!("must be at most --max-threads ({max})"),
+            ),
+        })
+    }
+}
+
+/// Runs `parse` on one value, naming `flag` if it fails.
+fn check<T>(
+    flag: &'static str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, Error> {
+    parse(value).map_err(|reason| Error::new(flag, value, reason))
+}
+
+/// An option given at most once.
+fn opt<T>(
+    flag: &'static str,
+    value: &Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, Error> {
+    value.as_deref().map(|v| check(flag, v, parse)).transpose()
+}
+
+/// A repeatable option.
+fn each<T>(
+    flag: &'static str,
+    values: &[String],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, Error> {
+    values.iter().map(|v| check(flag, v, &parse)).collect()
+}
+
+/// A size or count of at least `min`.
+fn count(
+    flag: &'static str,
+    value: &Option<String>,
+    min: u64,
+    default: usize,
+) -> Result<usize, Error> {
+    let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
+    Ok(opt(flag, value, within(min, max))?.map_or(default, to_usize))
+}
+
+/// A value already bounded by `usize::MAX` (see [`count`]) or by a small limit.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// A decimal whole number.
+fn parse_number(s: &str) -> Result<u64, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("expected a whole number".into());
+    }
+    s.parse().map_err(|_| "number too large".into())
+}
+
+/// A whole number in `min..=max`.
+fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
+    move |s| {
+        let n = parse_number(s)?;
+        match (n < min || n > max, max) {
+            (false, _) => Ok(n),
+            (true, m) if m >= u64::from(u32::MAX) => Err(format!("must be at least {min}")),
+            (true, _) => Err(format!("must be between {min} and {max}")),
+        }
+    }
+}
+
+/// A uid or gid.
+fn parse_id(s: &str) -> Result<u32, String> {
+    let n = within(0, u64::from(u32::MAX))(s).map_err(|_| "expected a numeric id".to_string())?;
+    u32::try_from(n).map_err(|_| "expected a numeric id".into())
+}
+
+/// A duration: `500ms`, `30s`, `5m`, `1h`, or a plain `0`.
+///
+/// ```
+/// use std::time::Duration;
+/// use fastgate::config::parse_duration;
+/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+/// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+/// assert!(parse_duration("5x").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const EXPECTED: &str = "expected a duration like 500ms, 30s or 5m";
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(EXPECTED.into()),
+    };
+    let n: u64 = digits.parse().map_err(|_| EXPECTED.to_string())?;
+    n.checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| "duration too long".into())
+}
+
+/// A duration that must not be zero (a zero idle timeout would close every
+/// connection at once).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err("must be more than 0".into()),
+        d => Ok(d),
+    }
+}
+
+/// A duration where `0` means "no limit".
+fn zero_is_none(s: &str) -> Result<Option<Duration>, String> {
+    Ok(Some(parse_duration(s)?).filter(|d| !d.is_zero()))
+}
+
+/// Every `--listen`, none twice.
+fn parse_listens(values: &[String]) -> Result<Vec<ListenSpec>, Error> {
+    let mut specs: Vec<ListenSpec> = Vec::with_capacity(values.len());
+    for v in values {
+        let spec = check("--listen", v, parse_listen)?;
+        if specs.contains(&spec) {
+            return Err(Error::new("--listen", v, "listed twice"));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// One listen spec this build can serve.
+fn parse_listen(s: &str) -> Result<ListenSpec, String> {
+    let spec: ListenSpec = s.parse().map_err(|e: crate::spec::SpecError| {
+        // The spec error quotes the value; the flag error does already.
+        let quoted = format!("{s:?}: ");
+        e.0.strip_prefix(&quoted).unwrap_or(&e.0).to_string()
+    })?;
+    if spec.protocol == Protocol::Http {
+        return Err("the HTTP listener is not available in this build".into());
+    }
+    Ok(spec)
+}
+
+/// Every `--mount`, no prefix twice.
+fn parse_mounts(values: &[String]) -> Result<Vec<Mount>, Error> {
+    let mut mounts: Vec<Mount> = Vec::with_capacity(values.len());
+    for v in values {
+        let mount = check("--mount", v, parse_mount)?;
+        if mounts.iter().any(|m| m.prefix == mount.prefix) {
+            let reason = format!("prefix {:?} is mounted twice", mount.prefix);
+            return Err(Error::new("--mount", v, reason));
+        }
+        mounts.push(mount);
+    }
+    Ok(mounts)
+}
+
+/// `PREFIX=APP`, the prefix normalised to have no trailing `/` (but `/`).
+fn parse_mount(s: &str) -> Result<Mount, String> {
+    let (prefix, app) = s
+        .rsplit_once('=')
+        .ok_or("expected PREFIX=APP, e.g. /status=status")?;
+    if !prefix.starts_with('/') {
+        return Err(format!("the prefix {prefix:?} must start with '/'"));
+    }
+    if prefix.contains(['?', '#']) || prefix.contains(char::is_whitespace) {
+        return Err(format!(
+            "the prefix {prefix:?} must be a plain path, without '?', '#' or spaces"
+        ));
+    }
+    if !crate::apps::is_known(app) {
+        let known = crate::apps::NAMES.join(", ");
+        return Err(format!("unknown app {app:?} (known: {known})"));
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    Ok(Mount {
+        prefix: if trimmed.is_empty() { "/" } else { trimmed }.to_string(),
+        app: app.to_string(),
+    })
+}
+
+/// `N` or `auto`; more than one process needs prefork, which this build
+/// does not have yet.
+fn parse_processes(s: &str) -> Result<usize, String> {
+    let n = if s == "auto" {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        to_usize(
+            within(1, u64::from(u32::MAX))(s)
+                .map_err(|_| "expected a number of processes or auto".to_string())?,
+        )
+    };
+    match (n, s) {
+        (1, _) => Ok(1),
+        (n, "auto") => Err(format!(
+            "auto means {n} here, and prefork is not available in this build"
+        )),
+        _ => Err("prefork is not available in this build".into()),
+    }
+}
+
+/// An octal file mode: `660`, `0660`, `0o660`.
+fn parse_socket_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    let octal = !digits.is_empty()
+        && digits.len() <= 5
+        && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    let mode = u32::from_str_radix(digits, 8).ok().filter(|_| octal);
+    match mode {
+        None => Err("expected an octal mode like 660 or 0660".into()),
+        Some(m) if m > 0o7777 => Err("mode above 7777".into()),
+        Some(m) => Ok(m),
+    }
+}
+
+/// `USER[:GROUP]`.
+fn parse_socket_owner(s: &str) -> Result<(String, Option<String>), String> {
+    const EXPECTED: &str = "expected USER or USER:GROUP";
+    match s.split_once(':') {
+        None => Ok((parse_name(s).map_err(|_| EXPECTED)?, None)),
+        Some((user, group)) => {
+            let user = parse_name(user).map_err(|_| EXPECTED)?;
+            Ok((user, Some(parse_name(group).map_err(|_| EXPECTED)?)))
+        }
+    }
+}
+
+/// A user or group name (or number, resolved when privileges are dropped).
+fn parse_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains([':', '\0']) || s.contains(char::is_whitespace) {
+        return Err("expected a user or group name".into());
+    }
+    Ok(s.to_string())
+}
+
+/// A file or directory path.
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("expected a path".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// `ADDR/LEN` or a bare address (one host).
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    let (addr, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| "expected an address or network like 10.0.0.0/8 or fd00::/8")?;
+    let width: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match len {
+        None => width,
+        Some(l) => within(0, u64::from(width))(l)
+            .ok()
+            .and_then(|n| u8::try_from(n).ok())
+            .ok_or_else(|| format!("prefix length must be 0 to {width}"))?,
+    };
+    Ok(Cidr::new(addr, prefix_len))
+}
+
+fn parse_cgi_stderr(s: &str) -> Result<CgiStderr, String> {
+    match s {
+        "log" => Ok(CgiStderr::Log),
+        "fastcgi" => Ok(CgiStderr::FastCgi),
+        "both" => Ok(CgiStderr::Both),
+        _ => Err("expected log, fastcgi or both".into()),
+    }
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".into()),
+    }
+}
+
+/// `-` is stdout, anything else a file.
+fn parse_log_target(s: &str) -> Result<LogTarget, String> {
+    match s {
+        "-" => Ok(LogTarget::Stdout),
+        path => parse_path(path).map(LogTarget::File),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `fastgate serve` alone, to run the real clap definitions.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(argv: &[&str]) -> Result<Config, Error> {
+        let argv = std::iter::once("serve").chain(argv.iter().copied());
+        Serve::try_parse_from(argv)
+            .expect("clap accepts")
+            .args
+            .into_config()
+    }
+
+    fn error(argv: &[&str]) -> String {
+        config(argv).expect_err("should be refused").to_string()
+    }
+
+    #[test]
+    fn durations() {
+        let ok =
+            |s: &str, ms: u64| assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        ok("0", 0);
+        ok("500ms", 500);
+        ok("30s", 30_000);
+        ok("5m", 300_000);
+        ok("1h", 3_600_000);
+        ok("0s", 0);
+        for bad in [
+            "",
+            "5",
+            "5x",
+            "ms",
+            "-1s",
+            "1.5s",
+            "5 s",
+            "s5",
+            "99999999999999999999s",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            parse_duration("18446744073709551615h"),
+            Err("duration too long".into())
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = config(&[]).unwrap();
+        assert!(c.listen.is_empty() && c.mounts.is_empty());
+        assert_eq!((c.min_threads, c.max_threads, c.queue), (2, 32, 1024));
+        assert_eq!(
+            (c.max_conns, c.max_reqs, c.max_params_bytes),
+            (10_000, 128, 131_072)
+        );
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.request_timeout, None);
+        assert_eq!(c.processes, 1);
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let c = config(&[
+            "-l",
+            "127.0.0.1:0",
+            "--listen",
+            "scgi:/tmp/a.sock",
+            "-m",
+            "/status/=ping",
+            "--mount",
+            "/=hello",
+            "--cgi-root",
+            "/srv/cgi",
+            "--cgi-allow-root",
+            "-p",
+            "1",
+            "--min-threads",
+            "1",
+            "--max-threads",
+            "4",
+            "--queue",
+            "7",
+            "--max-conns",
+            "9",
+            "--max-reqs",
+            "65535",
+            "--max-requests",
+            "100",
+            "--max-params-bytes",
+            "1024",
+            "--max-body-bytes",
+            "5",
+            "--idle-timeout",
+            "1s",
+            "--header-timeout",
+            "2s",
+            "--request-timeout",
+            "3s",
+            "--shutdown-timeout",
+            "0",
+            "--slow-threshold",
+            "250ms",
+            "--cgi-stderr",
+            "both",
+            "--socket-mode",
+            "0660",
+            "--socket-owner",
+            "www:web",
+            "-u",
+            "nobody",
+            "-g",
+            "nogroup",
+            "--pidfile",
+            "/run/f.pid",
+            "--allow-from",
+            "10.0.0.0/8,::1",
+            "--allow-uid",
+            "0,33",
+            "--allow-gid",
+            "33",
+            "--access-log",
+            "-",
+            "--log-format",
+            "json",
+            "--error-log",
+            "/var/log/f.log",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(
+            c.mounts[0],
+            Mount {
+                prefix: "/status".into(),
+                app: "ping".into()
+            }
+        );
+        assert_eq!(c.cgi_roots, [PathBuf::from("/srv/cgi")]);
+        assert!(c.cgi_allow_root);
+        assert_eq!(
+            (c.min_threads, c.max_threads, c.queue, c.max_conns),
+            (1, 4, 7, 9)
+        );
+        assert_eq!(
+            (c.max_reqs, c.max_requests, c.max_params_bytes),
+            (65_535, 100, 1024)
+        );
+        assert_eq!(c.max_body_bytes, 5);
+        assert_eq!(c.header_timeout, Duration::from_secs(2));
+        assert_eq!(c.request_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.shutdown_timeout, Duration::ZERO);
+        assert_eq!(c.slow_threshold, Some(Duration::from_millis(250)));
+        assert_eq!(c.cgi_stderr, CgiStderr::Both);
+        assert_eq!(c.socket_mode, Some(0o660));
+        assert_eq!(c.socket_owner, Some(("www".into(), Some("web".into()))));
+        assert_eq!(
+            (c.user.as_deref(), c.group.as_deref()),
+            (Some("nobody"), Some("nogroup"))
+        );
+        assert_eq!(c.allow_from.len(), 2);
+        assert_eq!((c.allow_uid, c.allow_gid), (vec![0, 33], vec![33]));
+        assert_eq!(c.access_log, Some(LogTarget::Stdout));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.error_log, Some(PathBuf::from("/var/log/f.log")));
+    }
+
+    #[test]
+    fn errors_name_flag_and_value() {
+        assert_eq!(
+            error(&["--idle-timeout", "5x"]),
+            r#"--idle-timeout "5x": expected a duration like 500ms, 30s or 5m"#
+        );
+        assert_eq!(
+            error(&["--max-threads", "0"]),
+            r#"--max-threads "0": must be at least 1"#
+        );
+        assert_eq!(
+            error(&["--max-reqs", "65536"]),
+            r#"--max-reqs "65536": must be between 1 and 65535"#
+        );
+        for (flag, value) in [
+            ("--queue", "0"),
+            ("--max-conns", "0"),
+            ("--max-reqs", "0"),
+            ("--max-params-bytes", "1023"),
+            ("--min-threads", "0"),
+            ("--queue", "1k"),
+            ("--max-body-bytes", "99999999999999999999999"),
+            ("--header-timeout", "0"),
+            ("--idle-timeout", "0"),
+            ("--cgi-stderr", "syslog"),
+            ("--log-format", "xml"),
+            ("--socket-mode", "888"),
+            ("--socket-mode", "17777"),
+            ("--socket-mode", ""),
+            ("--socket-owner", "www:"),
+            ("--socket-owner", ":web"),
+            ("--user", ""),
+            ("--allow-from", "10.0.0.0/33"),
+            ("--allow-from", "::/129"),
+            ("--allow-from", "example.com"),
+            ("--allow-uid", "root"),
+            ("--allow-gid", "4294967296"),
+            ("--processes", "0"),
+            ("--processes", "many"),
+            ("--pidfile", ""),
+        ] {
+            let e = config(&[flag, value]).expect_err(value);
+            assert_eq!((e.flag, e.value.as_str()), (flag, value));
+        }
+    }
+
+    #[test]
+    fn negative_numbers_are_refused() {
+        assert_eq!(
+            error(&["--queue=-1"]),
+            r#"--queue "-1": expected a whole number"#
+        );
+    }
+
+    #[test]
+    fn thread_bounds() {
+        assert_eq!(
+            error(&["--min-threads", "8", "--max-threads", "4"]),
+            r#"--max-threads "4": must be at least --min-threads (8)"#
+        );
+        assert_eq!(
+            error(&["--min-threads", "40"]),
+            r#"--min-threads "40": must be at most --max-threads (32)"#
+        );
+        let c = config(&["--max-threads", "1"]).unwrap();
+        assert_eq!((c.min_threads, c.max_threads), (1, 1));
+    }
+
+    #[test]
+    fn listen_specs() {
+        assert!(
+            error(&["--listen", "ftp://x"]).starts_with(r#"--listen "ftp://x": unknown scheme"#)
+        );
+        assert_eq!(
+            error(&["--listen", "http://127.0.0.1:8080"]),
+            r#"--listen "http://127.0.0.1:8080": the HTTP listener is not available in this build"#
+        );
+        assert_eq!(
+            error(&["-l", "127.0.0.1:9000", "-l", "127.0.0.1:9000"]),
+            r#"--listen "127.0.0.1:9000": listed twice"#
+        );
+    }
+
+    #[test]
+    fn mounts() {
+        let m = |s: &str| parse_mount(s).map(|m| (m.prefix, m.app));
+        assert_eq!(m("/=hello"), Ok(("/".into(), "hello".into())));
+        assert_eq!(m("//=hello"), Ok(("/".into(), "hello".into())));
+        assert_eq!(m("/echo/=echo"), Ok(("/echo".into(), "echo".into())));
+        assert_eq!(m("/a=b=env"), Ok(("/a=b".into(), "env".into())));
+        assert!(m("hello").unwrap_err().contains("PREFIX=APP"));
+        assert!(m("nope=hello").unwrap_err().contains("must start with '/'"));
+        assert!(m("/x?y=hello").is_err());
+        let unknown = m("/=nope").unwrap_err();
+        assert!(
+            unknown.contains("\"nope\"") && unknown.contains("hello, echo"),
+            "{unknown}"
+        );
+        assert_eq!(
+            error(&["-m", "/x=echo", "-m", "/x/=env"]),
+            r#"--mount "/x/=env": prefix "/x" is mounted twice"#
+        );
+    }
+
+    #[test]
+    fn prefork_is_refused_for_now() {
+        assert!(config(&["-p", "1"]).is_ok());
+        assert!(error(&["-p", "4"]).contains("prefork is not available in this build"));
+        let auto = config(&["-p", "auto"]);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(auto.is_ok(), cpus == 1);
+    }
+
+    #[test]
+    fn socket_modes() {
+        assert_eq!(parse_socket_mode("660"), Ok(0o660));
+        assert_eq!(parse_socket_mode("0660"), Ok(0o660));
+        assert_eq!(parse_socket_mode("0o600"), Ok(0o600));
+        assert_eq!(parse_socket_mode("7777"), Ok(0o7777));
+        assert_eq!(parse_socket_mode("07777"), Ok(0o7777));
+        assert!(parse_socket_mode("+660").is_err());
+        assert!(parse_socket_mode("0o").is_err());
+    }
+
+    #[test]
+    fn socket_owners() {
+        assert_eq!(parse_socket_owner("www"), Ok(("www".into(), None)));
+        assert_eq!(
+            parse_socket_owner("33:33"),
+            Ok(("33".into(), Some("33".into())))
+        );
+        assert!(parse_socket_owner("a:b:c").is_err());
+    }
+
+    #[test]
+    fn cidrs() {
+        let c = |s: &str| parse_cidr(s).unwrap();
+        assert_eq!(c("10.1.2.3/8"), Cidr::new("10.0.0.0".parse().unwrap(), 8));
+        assert_eq!(c("127.0.0.1").prefix_len, 32);
+        assert_eq!(c("::1").prefix_len, 128);
+        assert_eq!(c("0.0.0.0/0").prefix_len, 0);
+        assert!(c("0.0.0.0/0").contains("203.0.113.9".parse().unwrap()));
+        assert!(!c("0.0.0.0/0").contains("::2".parse().unwrap()));
+        assert!(c("fd00::/8").contains("fd12::1".parse().unwrap()));
+        assert!(!c("fd00::/8").contains("fe80::1".parse().unwrap()));
+        assert!(c("127.0.0.1").contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!c("127.0.0.1").contains("127.0.0.2".parse().unwrap()));
+        assert!(c("::/0").contains("::1".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/",
+            "10.0.0.0/x",
+            "10.0.0.0/33",
+            "::1/200",
+            "10.0.0/8",
+            "",
+        ] {
+            assert!(parse_cidr(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn small_enums() {
+        assert_eq!(parse_cgi_stderr("fastcgi"), Ok(CgiStderr::FastCgi));
+        assert_eq!(parse_log_format("text"), Ok(LogFormat::Text));
+        assert_eq!(
+            parse_log_target("/x.log"),
+            Ok(LogTarget::File("/x.log".into()))
+        );
+    }
+
+    #[test]
+    fn env_names() {
+        assert_eq!(env_name("--max-reqs"), "FASTGATE_MAX_REQS");
+        assert_eq!(env_name("--listen"), "FASTGATE_LISTEN");
     }
 }

@@ -1,2 +1,141 @@
-//! The `fastgate` binary: the CLI only.
-fn main() {}
+//! The `fastgate` binary: parses the command line, builds the checked
+//! configuration (`fastgate::config`), sets up logging, and hands over to the
+//! library. Its only decisions are the exit status and printing an error
+//! chain once: 2 for a usage or configuration error, 1 for a runtime error.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use env_logger::Target;
+use fastgate::config::ServeArgs;
+use log::LevelFilter;
+
+/// A FastCGI/SCGI backend: a worker pool behind an event loop, serving
+/// built-in apps and a CGI gateway.
+#[derive(Parser)]
+#[command(name = "fastgate", version, propagate_version = true)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Less log output (-q warn, -qq error); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    quiet: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the backend
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return usage_error(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    // clap requires a subcommand, so this is only a formality.
+    let Some((_, sub)) = matches.subcommand() else {
+        return ExitCode::from(2);
+    };
+    let verbosity = (cli.verbose, cli.quiet);
+    match cli.command {
+        Command::Serve(args) => serve(args, sub, verbosity),
+    }
+}
+
+/// `fastgate serve`: check the configuration, then run until a signal.
+fn serve(args: ServeArgs, matches: &ArgMatches, (verbose, quiet): (u8, u8)) -> ExitCode {
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => return fail(2, &e.with_source(matches)),
+    };
+    let target = match log_target(config.error_log.as_deref()) {
+        Ok(target) => target,
+        Err(e) => return fail(1, &e),
+    };
+    init_logging(verbose, quiet, target);
+    match fastgate::server::serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e),
+    }
+}
+
+/// Prints `fastgate: ERROR: CAUSE: ...` once and picks the exit status.
+fn fail(status: u8, err: &dyn std::error::Error) -> ExitCode {
+    let mut line = format!("fastgate: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{line}");
+    ExitCode::from(status)
+}
+
+/// Help and version go to stdout with status 0; a usage error goes to
+/// stderr as `fastgate: ...` with status 2, like a configuration error.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(2);
+    }
+    let text = e.render().to_string();
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    eprint!("fastgate: {text}");
+    ExitCode::from(2)
+}
+
+/// Where log lines go: stderr, or the `--error-log` file (appended to).
+fn log_target(path: Option<&Path>) -> Result<Target, std::io::Error> {
+    let Some(path) = path else {
+        return Ok(Target::Stderr);
+    };
+    let file = OpenOptions::new().create(true).append(true).open(path);
+    let context = format!("--error-log {:?}", path.display().to_string());
+    let file = file.map_err(|e| std::io::Error::new(e.kind(), format!("{context}: {e}")))?;
+    Ok(Target::Pipe(Box::new(file)))
+}
+
+/// env_logger: info by default, moved by -v/-q, RUST_LOG wins.
+/// Lines read `2026-01-01T00:00:00.000Z fastgate[PID]: LEVEL message`.
+fn init_logging(verbose: u8, quiet: u8, target: Target) {
+    let levels = [
+        LevelFilter::Off,
+        LevelFilter::Error,
+        LevelFilter::Warn,
+        LevelFilter::Info,
+        LevelFilter::Debug,
+        LevelFilter::Trace,
+    ];
+    let index = (3 + i32::from(verbose) - i32::from(quiet)).clamp(1, 5);
+    let level = levels[usize::try_from(index).unwrap_or(3)];
+    let pid = std::process::id();
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_env("RUST_LOG")
+        .target(target)
+        .format(move |buf, record| {
+            let time = buf.timestamp_millis();
+            writeln!(
+                buf,
+                "{time} fastgate[{pid}]: {} {}",
+                record.level(),
+                record.args()
+            )
+        })
+        .init();
+}

@@ -1,0 +1,2 @@
+//! FastCGI conformance against the real binary (work in progress).
+mod common;
