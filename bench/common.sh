@@ -3,7 +3,8 @@
 # waits. Sourced, not run.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BIN="$ROOT/target/release/fastgate"
+# BENCH_BIN: another fastgate binary to measure (default: the release build).
+BIN="${BENCH_BIN:-$ROOT/target/release/fastgate}"
 TMP=$(mktemp -d /tmp/fastgate-bench.XXXXXX)
 PIDS=()
 

@@ -28,9 +28,12 @@ fn config(dir: &TempDir, backend: &str, port: u16) -> String {
     format!(
         "global
     maxconn 1000
+    log stderr format raw local0 info
 
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 5s
     timeout client 30s
     timeout server 30s
@@ -80,14 +83,19 @@ impl Haproxy {
     }
 }
 
-/// A body no other request of the run sends, of a size that varies.
+/// A body no other request of the run sends, small on purpose.
+///
+/// HAProxy 2.6 (Debian 12) fails a multiplexed stream with a 500 ("IH",
+/// "error encoding default params") when its PARAMS record does not fit the
+/// room left in the connection's 16 KB output buffer, which other streams'
+/// bodies may have filled; upstream fixed it in 2026 (haproxy issue #3346).
+/// 20 streams of a ~0.5 KB PARAMS record and at most 200 bytes of body fit
+/// that buffer together, so this test measures fastgate, not that bug.
+/// Large bodies go through HAProxy one at a time, below.
 fn body_for(thread_no: usize, request: usize) -> Vec<u8> {
     let mut body = format!("thread {thread_no} request {request}\n").into_bytes();
     let seed = (thread_no * 1000 + request) as u32;
-    body.extend(pattern(
-        500 + (thread_no * 7919 + request * 104_729) % 60_000,
-        seed,
-    ));
+    body.extend(pattern(50 + thread_no * 5 + request, seed));
     body
 }
 
@@ -161,6 +169,14 @@ fn concurrent_keepalive_clients_through_fcgi_app() {
         "{} of {THREADS} clients failed: {failures:?}",
         failures.len()
     );
+
+    // One large body alone on the (multiplexed) connection.
+    let big = pattern(3 << 20, 99);
+    let mut client = Client::connect(haproxy.port).expect("connect to haproxy");
+    let resp = client.post("/echo", &big).expect("POST /echo 3 MB");
+    assert_eq!(resp.status, 200, "large echo: {}", resp.text());
+    let diff = first_difference(&resp.body, &big);
+    assert!(resp.body == big, "large echo differs, {diff}");
 
     // keep-conn: HAProxy kept its connections to fastgate rather than
     // opening and closing one per request.

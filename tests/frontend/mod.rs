@@ -31,6 +31,9 @@ pub enum Body<'a> {
     Fixed(&'a [u8]),
     /// Sent with `Transfer-Encoding: chunked`, in chunks of at most this size.
     Chunked(&'a [u8], usize),
+    /// Chunked, with a pause after each chunk: the front server sees the body
+    /// arrive over time rather than whole with the head.
+    ChunkedPaused(&'a [u8], usize, Duration),
 }
 
 /// One HTTP response as the client read it.
@@ -115,7 +118,9 @@ impl Client {
         match body {
             Body::None => {}
             Body::Fixed(b) => head.push_str(&format!("Content-Length: {}\r\n", b.len())),
-            Body::Chunked(..) => head.push_str("Transfer-Encoding: chunked\r\n"),
+            Body::Chunked(..) | Body::ChunkedPaused(..) => {
+                head.push_str("Transfer-Encoding: chunked\r\n")
+            }
         }
         head.push_str("\r\n");
         self.writer.write_all(head.as_bytes())
@@ -125,16 +130,23 @@ impl Client {
         match body {
             Body::None => Ok(()),
             Body::Fixed(b) => self.writer.write_all(b),
-            Body::Chunked(b, size) => {
-                for chunk in b.chunks((*size).max(1)) {
-                    self.writer
-                        .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
-                    self.writer.write_all(chunk)?;
-                    self.writer.write_all(b"\r\n")?;
-                }
-                self.writer.write_all(b"0\r\n\r\n")
+            Body::Chunked(b, size) => self.send_chunked(b, *size, Duration::ZERO),
+            Body::ChunkedPaused(b, size, pause) => self.send_chunked(b, *size, *pause),
+        }
+    }
+
+    fn send_chunked(&mut self, body: &[u8], size: usize, pause: Duration) -> io::Result<()> {
+        for chunk in body.chunks(size.max(1)) {
+            let head = format!("{:x}\r\n", chunk.len());
+            self.writer.write_all(head.as_bytes())?;
+            self.writer.write_all(chunk)?;
+            self.writer.write_all(b"\r\n")?;
+            if !pause.is_zero() {
+                self.writer.flush()?;
+                thread::sleep(pause);
             }
         }
+        self.writer.write_all(b"0\r\n\r\n")
     }
 }
 
