@@ -218,7 +218,7 @@ pub struct Error {
 }
 
 impl Error {
-    fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    pub(crate) fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
         Error {
             flag,
             value: value.to_string(),
@@ -405,8 +405,10 @@ impl ServeArgs {
             max_threads,
             queue: count("--queue", &self.queue, 1, d.queue)?,
             max_conns: count("--max-conns", &self.max_conns, 1, d.max_conns)?,
-            max_reqs: opt("--max-reqs", &self.max_reqs, within(1, 65_535))?
-                .map_or(d.max_reqs, to_usize),
+            max_reqs: opt("--max-reqs", &self.max_reqs, |s| {
+                to_usize(within(1, 65_535)(s)?)
+            })?
+            .unwrap_or(d.max_reqs),
             max_requests: opt("--max-requests", &self.max_requests, parse_number)?
                 .unwrap_or(d.max_requests),
             max_params_bytes: count(
@@ -504,13 +506,11 @@ fn count(
     min: u64,
     default: usize,
 ) -> Result<usize, Error> {
-    let max = u64::try_from(usize::MAX).unwrap_or(u64::MAX);
-    Ok(opt(flag, value, within(min, max))?.map_or(default, to_usize))
+    Ok(opt(flag, value, |s| to_usize(at_least(min)(s)?))?.unwrap_or(default))
 }
 
-/// A value already bounded by `usize::MAX` (see [`count`]) or by a small limit.
-fn to_usize(n: u64) -> usize {
-    usize::try_from(n).unwrap_or(usize::MAX)
+fn to_usize(n: u64) -> Result<usize, String> {
+    usize::try_from(n).map_err(|_| "number too large".into())
 }
 
 /// A decimal whole number.
@@ -521,22 +521,26 @@ fn parse_number(s: &str) -> Result<u64, String> {
     s.parse().map_err(|_| "number too large".into())
 }
 
-/// A whole number in `min..=max`.
-fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
-    move |s| {
-        let n = parse_number(s)?;
-        match (n < min || n > max, max) {
-            (false, _) => Ok(n),
-            (true, m) if m >= u64::from(u32::MAX) => Err(format!("must be at least {min}")),
-            (true, _) => Err(format!("must be between {min} and {max}")),
-        }
+/// A whole number of at least `min`.
+fn at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> {
+    move |s| match parse_number(s)? {
+        n if n < min => Err(format!("must be at least {min}")),
+        n => Ok(n),
     }
 }
 
-/// A uid or gid.
+/// A whole number in `min..=max`.
+fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
+    move |s| match parse_number(s)? {
+        n if n < min || n > max => Err(format!("must be between {min} and {max}")),
+        n => Ok(n),
+    }
+}
+
+/// A numeric uid or gid.
 fn parse_id(s: &str) -> Result<u32, String> {
-    let n = within(0, u64::from(u32::MAX))(s).map_err(|_| "expected a numeric id".to_string())?;
-    u32::try_from(n).map_err(|_| "expected a numeric id".into())
+    let id = parse_number(s).ok().and_then(|n| u32::try_from(n).ok());
+    id.ok_or_else(|| "expected a numeric id".into())
 }
 
 /// A duration: `500ms`, `30s`, `5m`, `1h`, or a plain `0`.
@@ -649,13 +653,9 @@ fn parse_mount(s: &str) -> Result<Mount, String> {
 /// `N` or `auto`; more than one process needs prefork, which this build
 /// does not have yet.
 fn parse_processes(s: &str) -> Result<usize, String> {
-    let n = if s == "auto" {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        to_usize(
-            within(1, u64::from(u32::MAX))(s)
-                .map_err(|_| "expected a number of processes or auto".to_string())?,
-        )
+    let n = match s {
+        "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        _ => to_usize(at_least(1)(s)?)?,
     };
     match (n, s) {
         (1, _) => Ok(1),

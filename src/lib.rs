@@ -31,4 +31,5 @@ pub mod protocol;
 pub mod server;
 pub mod spec;
 
+pub use server::{Handler, Request, Response, Server, ServerBuilder};
 pub use spec::ListenSpec;

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use env_logger::Target;
+use fastgate::client::{self, RequestArgs};
 use fastgate::config::ServeArgs;
 use log::LevelFilter;
 
@@ -31,7 +32,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the backend
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Send one request to a backend and print the response
+    Request(RequestArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,7 +52,8 @@ fn main() -> ExitCode {
     };
     let verbosity = (cli.verbose, cli.quiet);
     match cli.command {
-        Command::Serve(args) => serve(args, sub, verbosity),
+        Command::Serve(args) => serve(*args, sub, verbosity),
+        Command::Request(args) => request(&args, verbosity),
     }
 }
 
@@ -68,6 +72,25 @@ fn serve(args: ServeArgs, matches: &ArgMatches, (verbose, quiet): (u8, u8)) -> E
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e),
     }
+}
+
+/// `fastgate request`: one request, the response on stdout, the backend's
+/// stderr on ours; a failure or a 5xx status exits 1.
+fn request(args: &RequestArgs, (verbose, quiet): (u8, u8)) -> ExitCode {
+    let opts = match args.to_options() {
+        Ok(opts) => opts,
+        Err(e) => return fail(2, &e),
+    };
+    init_logging(verbose, quiet, Target::Stderr);
+    let resp = match client::send(&opts) {
+        Ok(resp) => resp,
+        Err(e) => return fail(1, &e),
+    };
+    let _ = std::io::stderr().write_all(&resp.stderr);
+    if let Err(e) = client::write_response(&mut std::io::stdout().lock(), &resp, args.body_only) {
+        return fail(1, &e);
+    }
+    ExitCode::from(u8::from(resp.head.status >= 500))
 }
 
 /// Prints `fastgate: ERROR: CAUSE: ...` once and picks the exit status.
@@ -113,16 +136,13 @@ fn log_target(path: Option<&Path>) -> Result<Target, std::io::Error> {
 /// env_logger: info by default, moved by -v/-q, RUST_LOG wins.
 /// Lines read `2026-01-01T00:00:00.000Z fastgate[PID]: LEVEL message`.
 fn init_logging(verbose: u8, quiet: u8, target: Target) {
-    let levels = [
-        LevelFilter::Off,
-        LevelFilter::Error,
-        LevelFilter::Warn,
-        LevelFilter::Info,
-        LevelFilter::Debug,
-        LevelFilter::Trace,
-    ];
-    let index = (3 + i32::from(verbose) - i32::from(quiet)).clamp(1, 5);
-    let level = levels[usize::try_from(index).unwrap_or(3)];
+    let level = match i16::from(verbose) - i16::from(quiet) {
+        ..=-2 => LevelFilter::Error,
+        -1 => LevelFilter::Warn,
+        0 => LevelFilter::Info,
+        1 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    };
     let pid = std::process::id();
     env_logger::Builder::new()
         .filter_level(level)

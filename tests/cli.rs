@@ -74,7 +74,11 @@ fn unknown_flags_are_usage_errors() {
 
 #[test]
 fn help_works() {
-    for argv in [&["--help"][..], &["serve", "--help"]] {
+    for argv in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["request", "--help"],
+    ] {
         let out = fastgate(argv, &[]);
         assert_eq!(out.status.code(), Some(0), "{argv:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: fastgate"));
@@ -92,4 +96,355 @@ fn help_works() {
     }
     let out = fastgate(&["--version"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+// ---- `fastgate request` and `fastgate::client` against scripted peers ----
+//
+// Each peer is a thread that accepts one connection on 127.0.0.1 (or a Unix
+// socket), reads one request with the crate's own decoders, answers with
+// fixed bytes and closes: enough to check what the client sends and how it
+// reads the answer, without the server.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use fastgate::client::{self, RequestOptions, Role};
+use fastgate::protocol::fastcgi::{self, Decoder, Event, ProtocolStatus, RecordType, Stream};
+use fastgate::protocol::scgi;
+
+/// How long a peer waits for the client before failing the test.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a peer saw.
+#[derive(Debug, Default)]
+struct Seen {
+    role: u16,
+    flags: u8,
+    params: Vec<(String, String)>,
+    stdin: Vec<u8>,
+    data: Vec<u8>,
+}
+
+impl Seen {
+    fn param(&self, name: &str) -> Option<&str> {
+        let found = self.params.iter().rev().find(|(n, _)| n == name);
+        found.map(|(_, v)| v.as_str())
+    }
+}
+
+/// The records of a FastCGI answer: `stdout` (CGI head and body), `stderr`.
+fn fastcgi_answer(stdout: &[u8], stderr: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    fastcgi::encode_stream(&mut out, RecordType::Stdout, 1, stdout);
+    fastcgi::encode_end_of_stream(&mut out, RecordType::Stdout, 1);
+    fastcgi::encode_stream(&mut out, RecordType::Stderr, 1, stderr);
+    fastcgi::encode_end_request(&mut out, 1, 0, ProtocolStatus::RequestComplete);
+    out
+}
+
+fn fastcgi_peer(answer: Vec<u8>) -> (String, JoinHandle<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let peer = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let seen = read_fastcgi_request(&mut conn);
+        conn.write_all(&answer).unwrap();
+        seen
+    });
+    (addr, peer)
+}
+
+/// Reads records until STDIN (and, for a FILTER, DATA) has ended; a
+/// client that stalls fails the test instead of hanging it.
+fn read_fastcgi_request(conn: &mut TcpStream) -> Seen {
+    conn.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+    let mut seen = Seen::default();
+    let (mut params, mut stdin_done, mut data_done) = (Vec::new(), false, false);
+    let mut decoder = Decoder::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while !(stdin_done && (data_done || seen.role != 3)) {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the client closed mid-request");
+        let mut pos = 0;
+        while pos < n {
+            let (used, event) = decoder.decode(&buf[pos..n]).unwrap();
+            pos += used;
+            match event {
+                Some(Event::BeginRequest { role, flags, .. }) => {
+                    (seen.role, seen.flags) = (role, flags)
+                }
+                Some(Event::Stream { stream, data, .. }) => match stream {
+                    Stream::Params => params.extend_from_slice(data),
+                    Stream::Stdin if data.is_empty() => stdin_done = true,
+                    Stream::Stdin => seen.stdin.extend_from_slice(data),
+                    Stream::Data if data.is_empty() => data_done = true,
+                    Stream::Data => seen.data.extend_from_slice(data),
+                    _ => panic!("unexpected stream {stream:?}"),
+                },
+                Some(other) => panic!("unexpected record {other:?}"),
+                None if used == 0 => break,
+                None => {}
+            }
+        }
+    }
+    seen.params = pairs(&fastcgi::parse_pairs(&params).unwrap());
+    seen
+}
+
+fn pairs(raw: &[(&[u8], &[u8])]) -> Vec<(String, String)> {
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+    raw.iter().map(|(n, v)| (text(n), text(v))).collect()
+}
+
+#[test]
+fn client_sends_nginx_params_and_reads_the_answer() {
+    let answer = fastcgi_answer(
+        b"Status: 201 Created\r\nX-Peer: fake\r\n\r\nhello",
+        b"warn\n",
+    );
+    let (addr, peer) = fastcgi_peer(answer);
+    let mut opts = RequestOptions::new(addr.parse().unwrap(), "/echo/x?a=1&b=2");
+    opts.headers = vec![
+        ("X-Request-ID".into(), "r-1".into()),
+        ("Content-Type".into(), "text/x".into()),
+    ];
+    opts.params = vec![
+        ("SERVER_NAME".into(), "example.test".into()),
+        ("EXTRA".into(), "1".into()),
+    ];
+    let resp = client::send(&opts).unwrap();
+    let seen = peer.join().unwrap();
+
+    assert_eq!(
+        (resp.head.status, resp.head.reason.as_str()),
+        (201, "Created")
+    );
+    assert_eq!(resp.head.header("x-peer"), Some("fake"));
+    assert_eq!(resp.body, b"hello");
+    assert_eq!(resp.stderr, b"warn\n");
+    assert_eq!((resp.app_status, resp.protocol_status), (Some(0), Some(0)));
+
+    assert_eq!((seen.role, seen.flags), (1, fastcgi::FCGI_KEEP_CONN));
+    for (name, value) in [
+        ("REQUEST_METHOD", "GET"),
+        ("SCRIPT_NAME", "/echo/x"),
+        ("DOCUMENT_URI", "/echo/x"),
+        ("REQUEST_URI", "/echo/x?a=1&b=2"),
+        ("QUERY_STRING", "a=1&b=2"),
+        ("CONTENT_LENGTH", ""),
+        ("CONTENT_TYPE", "text/x"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("GATEWAY_INTERFACE", "CGI/1.1"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("HTTP_HOST", "localhost"),
+        ("HTTP_X_REQUEST_ID", "r-1"),
+        ("SERVER_NAME", "example.test"),
+        ("EXTRA", "1"),
+    ] {
+        assert_eq!(seen.param(name), Some(value), "{name}");
+    }
+    assert_eq!(
+        seen.param("PATH_INFO"),
+        None,
+        "nginx sends no PATH_INFO by default"
+    );
+    let names: Vec<&str> = seen.params.iter().map(|(n, _)| n.as_str()).collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "no param twice: {names:?}");
+}
+
+#[test]
+fn request_command_posts_and_prints_the_response() {
+    let answer = fastcgi_answer(
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nbody\n",
+        b"note\n",
+    );
+    let (addr, peer) = fastcgi_peer(answer.clone());
+    let out = fastgate(&["request", &addr, "/post", "-d", "hello"], &[]);
+    let seen = peer.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        out.stdout,
+        b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nbody\n"
+    );
+    assert!(stderr(&out).contains("note"), "backend stderr is copied");
+    assert_eq!(seen.param("REQUEST_METHOD"), Some("POST"));
+    assert_eq!(seen.param("CONTENT_LENGTH"), Some("5"));
+    assert_eq!(seen.stdin, b"hello");
+
+    let (addr, _peer) = fastcgi_peer(answer);
+    let out = fastgate(
+        &["request", &format!("fastcgi://{addr}"), "-o", "-X", "PUT"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"body\n");
+}
+
+#[test]
+fn request_command_exits_1_on_a_5xx_but_prints_it() {
+    let answer = fastcgi_answer(
+        b"Status: 503 Service Unavailable\r\nRetry-After: 1\r\n\r\nbusy\n",
+        b"",
+    );
+    let (addr, _peer) = fastcgi_peer(answer);
+    let out = fastgate(&["request", &addr], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Status: 503 Service Unavailable\r\n"));
+}
+
+#[test]
+fn request_command_reports_an_unreachable_backend() {
+    // Bind then drop: nobody listens on that port afterwards.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("fastcgi://127.0.0.1:{port}");
+    let out = fastgate(&["request", &spec, "/status"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!("fastgate: {spec}: connection refused")
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn request_command_usage_errors_exit_2() {
+    for (argv, flag) in [
+        (&["request", "ftp://x"][..], "SPEC"),
+        (&["request", "127.0.0.1:9", "--timeout", "5x"], "--timeout"),
+        (&["request", "127.0.0.1:9", "--role", "boss"], "--role"),
+        (&["request", "127.0.0.1:9", "-H", "bad header"], "--header"),
+        (&["request", "127.0.0.1:9", "--param", "=x"], "--param"),
+        (
+            &["request", "127.0.0.1:9", "-d", "@/nonexistent/file"],
+            "--data",
+        ),
+        (&["request", "127.0.0.1:9", "no-slash"], "URI"),
+    ] {
+        let out = fastgate(argv, &[]);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}");
+        assert!(
+            stderr(&out).starts_with(&format!("fastgate: {flag} ")),
+            "{argv:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn client_times_out_on_a_silent_backend() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let holder = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        drop(conn);
+    });
+    let mut opts = RequestOptions::new(addr.to_string().parse().unwrap(), "/");
+    opts.timeout = Duration::from_millis(200);
+    let err = client::send(&opts).unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("{addr}: no complete response within")),
+        "{err}"
+    );
+    holder.join().unwrap();
+}
+
+#[test]
+fn filter_role_sends_the_body_as_data() {
+    let (addr, peer) = fastcgi_peer(fastcgi_answer(b"Status: 200\r\n\r\nok", b""));
+    let mut opts = RequestOptions::new(addr.parse().unwrap(), "/f");
+    opts.role = Role::Filter;
+    opts.body = b"file content".to_vec();
+    let resp = client::send(&opts).unwrap();
+    let seen = peer.join().unwrap();
+    assert_eq!((resp.head.status, resp.body.as_slice()), (200, &b"ok"[..]));
+    assert_eq!(seen.role, 3);
+    assert!(seen.stdin.is_empty());
+    assert_eq!(seen.data, b"file content");
+    assert_eq!(seen.param("FCGI_DATA_LENGTH"), Some("12"));
+    assert!(seen.param("FCGI_DATA_LAST_MOD").is_some());
+}
+
+#[test]
+fn without_keep_conn_the_backend_must_close() {
+    // The peer closes after answering: fine.
+    let (addr, peer) = fastcgi_peer(fastcgi_answer(b"Status: 200\r\n\r\n", b""));
+    let mut opts = RequestOptions::new(addr.parse().unwrap(), "/");
+    opts.keep_conn = false;
+    client::send(&opts).unwrap();
+    assert_eq!(peer.join().unwrap().flags, 0);
+
+    // A peer that answers and keeps the connection open is caught.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let holder = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        read_fastcgi_request(&mut conn);
+        conn.write_all(&fastcgi_answer(b"Status: 200\r\n\r\n", b""))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+    });
+    opts.spec = addr.parse().unwrap();
+    opts.timeout = Duration::from_millis(300);
+    let err = client::send(&opts).unwrap_err().to_string();
+    assert!(err.contains("kept the connection open"), "{err}");
+    holder.join().unwrap();
+}
+
+#[test]
+fn an_empty_answer_reads_as_502() {
+    let mut answer = Vec::new();
+    fastcgi::encode_end_request(&mut answer, 1, 0, ProtocolStatus::Overloaded);
+    let (addr, _peer) = fastcgi_peer(answer);
+    let resp = client::send(&RequestOptions::new(addr.parse().unwrap(), "/")).unwrap();
+    assert_eq!(resp.head.status, 502);
+    assert_eq!(resp.protocol_status, Some(ProtocolStatus::Overloaded as u8));
+}
+
+#[test]
+fn scgi_over_a_unix_socket() {
+    let path = std::env::temp_dir().join(format!("fastgate-cli-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).unwrap();
+    let peer = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(PEER_TIMEOUT)).unwrap();
+        let mut wire = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            assert!(n > 0, "the client closed mid-request");
+            wire.extend_from_slice(&buf[..n]);
+            if let scgi::Header::Complete {
+                consumed,
+                params,
+                content_length,
+            } = scgi::parse_header(&wire, 1 << 16).unwrap()
+            {
+                if (wire.len() - consumed) as u64 >= content_length {
+                    let uri = params.get_str("REQUEST_URI").unwrap_or("").to_string();
+                    conn.write_all(b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                        .unwrap();
+                    conn.write_all(&wire[consumed..]).unwrap();
+                    return uri;
+                }
+            }
+        }
+    });
+    let spec = format!("scgi:{}", path.display());
+    let out = fastgate(&["request", &spec, "/s?x=1", "-d", "ping", "-o"], &[]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"ping");
+    assert_eq!(peer.join().unwrap(), "/s?x=1");
 }

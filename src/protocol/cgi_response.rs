@@ -6,6 +6,8 @@
 //! bounded: a head that does not end within its limit is an error, so a
 //! runaway script cannot make the host buffer without end.
 
+use std::io::Write;
+
 use memchr::memchr;
 
 use super::Error;
@@ -210,7 +212,8 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, reason: &str, headers: &[(Stri
     } else {
         reason
     };
-    out.extend_from_slice(format!("Status: {status}").as_bytes());
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "Status: {status}");
     if !reason.is_empty() {
         out.push(b' ');
         push_clean(out, reason);

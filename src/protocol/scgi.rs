@@ -47,7 +47,9 @@ pub fn parse_header(input: &[u8], max_len: usize) -> Result<Header, Error> {
         return Ok(Header::Partial);
     };
     let start = digits + 1;
-    let Some(&end_byte) = input.get(start + len) else {
+    // Saturating: an end past usize::MAX is never in the input (Partial).
+    let end = start.saturating_add(len);
+    let Some(&end_byte) = input.get(end) else {
         return Ok(Header::Partial);
     };
     if end_byte != b',' {
@@ -56,10 +58,10 @@ pub fn parse_header(input: &[u8], max_len: usize) -> Result<Header, Error> {
             char::from(end_byte)
         )));
     }
-    let params = Params::from_scgi(input[start..start + len].to_vec())?;
+    let params = Params::from_scgi(input[start..end].to_vec())?;
     let content_length = check_params(&params)?;
     Ok(Header::Complete {
-        consumed: start + len + 1,
+        consumed: end + 1,
         params,
         content_length,
     })

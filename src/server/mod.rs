@@ -1,13 +1,62 @@
-//! The event loop, connections and worker pool.
+//! The server: an event loop that owns every socket, a worker pool that
+//! runs synchronous handlers, and what connects them (DESIGN.md,
+//! "Architecture of one process").
+//!
+//! ```text
+//! listeners ─accept─▶ event_loop (conn: bytes → codec → requests)
+//!                          │ Job (bounded queue)        ▲ Message + Waker
+//!                          ▼                            │
+//!                        pool: handler(Request, Response)
+//! ```
+
+mod conn;
+mod context;
+mod event_loop;
+mod fastcgi_conn;
+pub mod listener;
+mod message;
+mod output;
+mod peer_filter;
+pub mod poller;
+mod pool;
+mod privileges;
+mod request;
+mod response;
+mod router;
+mod scgi_conn;
+mod shared;
+mod signals;
+mod slab;
+mod timer;
+mod waker;
 
 use std::fmt;
+use std::sync::Arc;
 
+pub use self::context::Stats;
+pub use self::request::{Body, Request};
+pub use self::response::Response;
+pub use self::router::{Handler, Router};
+
+use self::context::{Ctx, Limits};
+use self::event_loop::EventLoop;
+use self::listener::{Listener, UnixOptions};
+use self::peer_filter::PeerFilter;
+use self::pool::Pool;
+use self::waker::Waker;
 use crate::config::Config;
+use crate::spec::ListenSpec;
 
-/// A runtime error of the server (exit status 1): it names the listener,
-/// path or peer at fault.
+/// A runtime error (exit status 1); the message names the listener, path
+/// or peer at fault.
 #[derive(Debug)]
-pub struct Error(pub String);
+pub struct Error(String);
+
+impl Error {
+    pub fn new(msg: impl Into<String>) -> Error {
+        Error(msg.into())
+    }
+}
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -17,8 +66,191 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Builds a [`Server`]: listeners, handlers, limits.
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: Config,
+    router: Router,
+}
+
+impl ServerBuilder {
+    /// Takes every limit and listener from a configuration (mounts of
+    /// built-in apps are added by [`serve`], not here).
+    pub fn config(&mut self, config: Config) -> &mut Self {
+        self.config = config;
+        self
+    }
+
+    /// Adds a listener.
+    pub fn listen(&mut self, spec: ListenSpec) -> &mut Self {
+        self.config.listen.push(spec);
+        self
+    }
+
+    /// Mounts a synchronous handler at a path prefix.
+    pub fn mount<H: Handler>(&mut self, prefix: &str, handler: H) -> &mut Self {
+        self.router.mount(prefix, Arc::new(handler));
+        self
+    }
+
+    /// Mounts an already shared handler.
+    pub fn mount_shared(&mut self, prefix: &str, handler: Arc<dyn Handler>) -> &mut Self {
+        self.router.mount(prefix, handler);
+        self
+    }
+
+    /// Binds the listeners (dropping privileges after, if asked) and
+    /// starts the worker pool.
+    pub fn build(&mut self) -> Result<Server, Error> {
+        raise_fd_limit();
+        let cfg = std::mem::take(&mut self.config);
+        let listeners = open_listeners(&cfg)?;
+        privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref())?;
+        let waker = Arc::new(Waker::new().map_err(|e| Error::new(format!("eventfd: {e}")))?);
+        let (sender, rx) = message::channel(waker.clone());
+        let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue);
+        let specs = listeners.iter().map(|l| l.spec.clone()).collect();
+        let ctx = Ctx::new(
+            limits(&cfg),
+            Arc::new(std::mem::take(&mut self.router)),
+            pool,
+            sender,
+        );
+        let filter = PeerFilter {
+            cidrs: cfg.allow_from.clone(),
+            uids: cfg.allow_uid.clone(),
+            gids: cfg.allow_gid.clone(),
+        };
+        let event_loop = EventLoop::new(listeners, ctx, rx, waker, cfg.shutdown_timeout, filter)
+            .map_err(|e| Error::new(format!("cannot start the event loop: {e}")))?;
+        Ok(Server {
+            event_loop,
+            specs,
+            pidfile: cfg.pidfile,
+        })
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    event_loop: EventLoop,
+    specs: Vec<ListenSpec>,
+    pidfile: Option<std::path::PathBuf>,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The listeners, with real addresses (a port 0 resolved).
+    pub fn listen_specs(&self) -> &[ListenSpec] {
+        &self.specs
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.event_loop.stats()
+    }
+
+    /// Serves until TERM/INT (graceful) or QUIT (at once).
+    pub fn run(mut self) -> Result<(), Error> {
+        if let Some(path) = &self.pidfile {
+            std::fs::write(path, format!("{}\n", std::process::id()))
+                .map_err(|e| Error::new(format!("--pidfile {}: {e}", path.display())))?;
+        }
+        let result = self
+            .event_loop
+            .run()
+            .map_err(|e| Error::new(format!("event loop: {e}")));
+        if let Some(path) = &self.pidfile {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+}
+
+fn limits(cfg: &Config) -> Limits {
+    Limits {
+        max_conns: cfg.max_conns,
+        max_reqs: cfg.max_reqs,
+        max_params_bytes: cfg.max_params_bytes,
+        max_body_bytes: cfg.max_body_bytes,
+        idle_timeout: cfg.idle_timeout,
+        header_timeout: cfg.header_timeout,
+        request_timeout: cfg.request_timeout,
+    }
+}
+
+/// `--listen` specs, else fd 0, else systemd's sockets, else the default.
+fn open_listeners(cfg: &Config) -> Result<Vec<Listener>, Error> {
+    let unix = UnixOptions {
+        mode: cfg.socket_mode,
+        owner: cfg.socket_owner.clone(),
+    };
+    if !cfg.listen.is_empty() {
+        return cfg
+            .listen
+            .iter()
+            .map(|s| Listener::bind(s, &unix))
+            .collect();
+    }
+    if let Some(l) = Listener::from_stdin() {
+        return Ok(vec![l]);
+    }
+    let inherited = Listener::from_systemd();
+    if !inherited.is_empty() {
+        return Ok(inherited);
+    }
+    let default: ListenSpec = "fastcgi://127.0.0.1:9000"
+        .parse()
+        .map_err(|e| Error::new(format!("{e}")))?;
+    Ok(vec![Listener::bind(&default, &unix)?])
+}
+
+/// Raises the soft fd limit to the hard one: each connection is an fd.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// Runs `fastgate serve` with the built-in apps until a signal stops it.
 pub fn serve(config: Config) -> Result<(), Error> {
-    let _ = config;
-    Err(Error("server not built yet".into()))
+    let mut builder = Server::builder();
+    let mounts = if config.mounts.is_empty() {
+        vec![crate::config::Mount {
+            prefix: "/".into(),
+            app: "hello".into(),
+        }]
+    } else {
+        config.mounts.clone()
+    };
+    let threads = (config.min_threads, config.max_threads, config.queue);
+    for m in &mounts {
+        let app = crate::apps::build(&m.app, &config)
+            .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
+        builder.mount_shared(&m.prefix, app);
+    }
+    let server = builder.config(config).build()?;
+    for spec in server.listen_specs() {
+        log::info!("listening on {spec}");
+    }
+    let mounts: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{}={}", m.prefix, m.app))
+        .collect();
+    log::info!(
+        "fastgate {} pid {}: threads {}..{}, queue {}, mounts {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        threads.0,
+        threads.1,
+        threads.2,
+        mounts.join(",")
+    );
+    server.run()
 }

@@ -18,7 +18,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -225,6 +225,13 @@ impl Server {
     pub fn pid(&self) -> i32 {
         // Invariant: a pid always fits in pid_t.
         i32::try_from(self.child.id()).expect("pid fits in i32")
+    }
+
+    /// The fd count once the server has had a moment to finish closing
+    /// what earlier requests used: the baseline of a leak check.
+    pub fn quiet_fd_count(&self) -> usize {
+        thread::sleep(Duration::from_millis(150));
+        self.fd_count()
     }
 
     /// Open file descriptors of the server now (entries of /proc/PID/fd).
@@ -451,12 +458,18 @@ impl Conn {
         };
     }
 
-    /// Reads to EOF (bounded by `limit` bytes and the read timeout).
+    /// Reads to EOF or reset (bounded by `limit` bytes and the read
+    /// timeout).
     pub fn read_to_eof(&mut self, limit: usize) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
         let mut chunk = [0u8; 65536];
         loop {
-            let n = self.read(&mut chunk)?;
+            let n = match self.read(&mut chunk) {
+                // A peer that closes with our bytes unread resets the
+                // connection: that is its end too.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => 0,
+                r => r?,
+            };
             if n == 0 {
                 return Ok(out);
             }
@@ -657,6 +670,8 @@ pub struct FcgiConn {
     buf: Vec<u8>,
     replies: HashMap<u16, Pending>,
     management: VecDeque<Record>,
+    /// Every request id any record came back for.
+    seen: BTreeSet<u16>,
     /// Bound on what one reply may hold before the test fails.
     pub reply_limit: usize,
 }
@@ -668,6 +683,7 @@ impl FcgiConn {
             buf: Vec::new(),
             replies: HashMap::new(),
             management: VecDeque::new(),
+            seen: BTreeSet::new(),
             reply_limit: 64 << 20,
         }
     }
@@ -807,6 +823,7 @@ impl FcgiConn {
 
     fn file(&mut self, r: Record) -> Result<(), String> {
         let limit = self.reply_limit;
+        self.seen.insert(r.id);
         let p = self.replies.entry(r.id).or_default();
         if p.ended {
             return Err(format!(
@@ -862,6 +879,11 @@ impl FcgiConn {
         ids.iter()
             .map(|&id| (id, self.read_until_end(id)))
             .collect()
+    }
+
+    /// Every request id a record came back for so far.
+    pub fn ids_seen(&self) -> Vec<u16> {
+        self.seen.iter().copied().collect()
     }
 
     /// The next management record (id 0), reading as needed.
@@ -1131,3 +1153,33 @@ pub fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
         want.len()
     );
 }
+
+/// Checks a reply completed normally (REQUEST_COMPLETE, STDOUT closed by
+/// its empty record) and returns its parsed response.
+pub fn complete(reply: &FcgiReply, what: &str) -> Response {
+    assert_eq!(
+        reply.protocol_status,
+        REQUEST_COMPLETE,
+        "{what}: protocolStatus (stderr {:?})",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    assert!(
+        reply.stdout_closed,
+        "{what}: STDOUT not ended by an empty record"
+    );
+    reply.response()
+}
+
+/// Mounts of every built-in app the tests use, as `--mount` args.
+pub const ALL_APPS: &[&str] = &[
+    "--mount",
+    "/=hello",
+    "--mount",
+    "/echo=echo",
+    "--mount",
+    "/env=env",
+    "--mount",
+    "/sleep=sleep",
+    "--mount",
+    "/ping=ping",
+];

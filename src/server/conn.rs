@@ -1,0 +1,303 @@
+//! One client connection: its socket, what is buffered each way, which
+//! protocol it speaks (decided by the listener or by its first byte), and
+//! its deadlines. The protocol state machines live in `fastcgi_conn` and
+//! `scgi_conn`; this file holds what they share.
+
+use std::io::{self, Read};
+use std::time::Instant;
+
+use super::context::Ctx;
+use super::fastcgi_conn::FcgiConn;
+use super::listener::Stream;
+use super::message::{ConnId, End, ReqRef};
+use super::output::Output;
+use super::poller::Interest;
+use super::scgi_conn::ScgiConn;
+use crate::protocol::cgi_response::Head;
+use crate::spec::Protocol;
+
+/// Unprocessed input kept per connection (a partial SCGI header, or bytes
+/// left while reading is paused) is bounded by the params limit plus this.
+const RBUF_SLACK: usize = 64 * 1024;
+
+/// What the connection is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Serving.
+    Open,
+    /// Writing what is left, then closing.
+    Closing,
+    /// Gone: the loop removes it.
+    Closed,
+}
+
+pub enum Proto {
+    /// Auto listener, first byte not seen yet.
+    Detect,
+    FastCgi(FcgiConn),
+    Scgi(ScgiConn),
+}
+
+/// Why a connection is closed (logged once when it is the client's fault).
+pub enum CloseReason {
+    PeerClosed,
+    Io(io::Error),
+    Protocol(String),
+    Timeout(&'static str),
+}
+
+/// What a connection shares with its protocol state machine.
+pub struct ConnIo {
+    pub id: ConnId,
+    pub out: Output,
+    /// Requests whose unread body stopped the reading of this connection.
+    pub paused_by: usize,
+    pub peer: String,
+    /// Requests begun and ended on this connection.
+    pub begun: u64,
+    pub ended: u64,
+}
+
+pub struct Conn {
+    pub stream: Stream,
+    pub io: ConnIo,
+    pub proto: Proto,
+    pub state: ConnState,
+    rbuf: Vec<u8>,
+    /// When the connection was accepted or last finished a request.
+    pub last_active: Instant,
+    /// `io.ended` when `last_active` was last moved.
+    seen_ended: u64,
+    /// The deadline the timer heap holds for it, if any.
+    pub armed: Option<Instant>,
+    /// The interest registered in the poller.
+    pub interest: Interest,
+}
+
+impl Conn {
+    pub fn new(stream: Stream, id: ConnId, protocol: Protocol, now: Instant) -> Conn {
+        let proto = match protocol {
+            Protocol::FastCgi => Proto::FastCgi(FcgiConn::new()),
+            Protocol::Scgi => Proto::Scgi(ScgiConn::new()),
+            Protocol::Auto | Protocol::Http => Proto::Detect,
+        };
+        let peer = stream.peer();
+        Conn {
+            stream,
+            io: ConnIo {
+                id,
+                out: Output::default(),
+                paused_by: 0,
+                peer,
+                begun: 0,
+                ended: 0,
+            },
+            proto,
+            state: ConnState::Open,
+            rbuf: Vec::new(),
+            last_active: now,
+            seen_ended: 0,
+            armed: None,
+            interest: Interest::READ,
+        }
+    }
+
+    /// The interest the connection needs now.
+    pub fn wanted_interest(&self) -> Interest {
+        let read = self.state == ConnState::Open && self.io.paused_by == 0;
+        Interest::new(read, !self.io.out.is_empty())
+    }
+
+    /// Reads what the socket has (a bounded number of times, for fairness)
+    /// and processes it.
+    pub fn on_readable(&mut self, ctx: &mut Ctx, scratch: &mut [u8]) -> Result<(), CloseReason> {
+        for _ in 0..4 {
+            if self.state != ConnState::Open || self.io.paused_by > 0 {
+                return Ok(());
+            }
+            let n = match self.stream.read(scratch) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CloseReason::Io(e)),
+            };
+            self.feed(ctx, &scratch[..n])?;
+            if n < scratch.len() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes input, keeping what could not be processed yet.
+    fn feed(&mut self, ctx: &mut Ctx, input: &[u8]) -> Result<(), CloseReason> {
+        if self.rbuf.is_empty() {
+            let used = self.process(ctx, input)?;
+            self.rbuf.extend_from_slice(&input[used..]);
+        } else {
+            self.rbuf.extend_from_slice(input);
+            self.process_pending(ctx)?;
+        }
+        if self.rbuf.len() > ctx.limits.max_params_bytes + RBUF_SLACK {
+            return Err(CloseReason::Protocol(
+                "unprocessed input past its bound".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Processes input kept from earlier (after a pause ends).
+    pub fn process_pending(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
+        if self.rbuf.is_empty() || self.io.paused_by > 0 || self.state != ConnState::Open {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.rbuf);
+        let used = self.process(ctx, &pending)?;
+        self.rbuf = pending;
+        self.rbuf.drain(..used);
+        Ok(())
+    }
+
+    /// Hands input to the protocol; returns the bytes it used.
+    fn process(&mut self, ctx: &mut Ctx, input: &[u8]) -> Result<usize, CloseReason> {
+        if matches!(self.proto, Proto::Detect) {
+            let Some(&first) = input.first() else {
+                return Ok(0);
+            };
+            self.proto = detect(first)?;
+        }
+        let used = match &mut self.proto {
+            Proto::FastCgi(f) => f.process(ctx, &mut self.io, input),
+            Proto::Scgi(s) => s.process(ctx, &mut self.io, input),
+            Proto::Detect => Ok(0),
+        }?;
+        self.after_protocol_step(ctx);
+        Ok(used)
+    }
+
+    /// Applies a worker's output for one of this connection's requests.
+    pub fn on_output(
+        &mut self,
+        ctx: &mut Ctx,
+        req: ReqRef,
+        head: Option<Head>,
+        body: Vec<u8>,
+        end: End,
+    ) {
+        match &mut self.proto {
+            Proto::FastCgi(f) => f.on_output(ctx, &mut self.io, req, head, body, end),
+            Proto::Scgi(s) => s.on_output(ctx, &mut self.io, req, head, body, end),
+            Proto::Detect => {}
+        }
+        self.after_protocol_step(ctx);
+    }
+
+    /// A request read its body down: one pause fewer.
+    pub fn on_resume(&mut self) {
+        self.io.paused_by = self.io.paused_by.saturating_sub(1);
+    }
+
+    fn after_protocol_step(&mut self, ctx: &mut Ctx) {
+        if self.io.ended != self.seen_ended {
+            self.seen_ended = self.io.ended;
+            self.last_active = ctx.now;
+        }
+        if self.in_flight() == 0 && ctx.draining {
+            self.io.out.close_after = true;
+        }
+        if self.io.out.close_after && self.state == ConnState::Open {
+            self.state = ConnState::Closing;
+        }
+    }
+
+    /// No request has begun on it yet.
+    fn fresh(&self) -> bool {
+        self.io.begun == 0
+    }
+
+    /// Requests begun and not yet ended.
+    pub fn in_flight(&self) -> usize {
+        match &self.proto {
+            Proto::FastCgi(f) => f.in_flight(),
+            Proto::Scgi(s) => s.in_flight(),
+            Proto::Detect => 0,
+        }
+    }
+
+    /// Writes pending output; a closing connection that has written
+    /// everything becomes closed.
+    pub fn flush(&mut self) -> Result<(), CloseReason> {
+        let drained = self
+            .io
+            .out
+            .flush(&mut self.stream)
+            .map_err(CloseReason::Io)?;
+        if drained && self.state == ConnState::Closing {
+            self.state = ConnState::Closed;
+        }
+        Ok(())
+    }
+
+    /// Aborts every request in flight (the connection is going away).
+    pub fn abort_all(&mut self, ctx: &mut Ctx) {
+        match &mut self.proto {
+            Proto::FastCgi(f) => f.abort_all(ctx),
+            Proto::Scgi(s) => s.abort_all(ctx),
+            Proto::Detect => {}
+        }
+    }
+
+    /// The earliest instant something must happen to this connection.
+    pub fn next_deadline(&self, ctx: &Ctx) -> Option<Instant> {
+        let l = &ctx.limits;
+        let own = match (self.in_flight(), self.fresh()) {
+            (0, true) => Some(self.last_active + l.header_timeout),
+            (0, false) => Some(self.last_active + l.idle_timeout),
+            _ => None,
+        };
+        let reqs = match &self.proto {
+            Proto::FastCgi(f) => f.next_deadline(l),
+            Proto::Scgi(s) => s.next_deadline(l),
+            Proto::Detect => None,
+        };
+        match (own, reqs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Acts on expired deadlines at `ctx.now`.
+    pub fn on_timer(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
+        let l = ctx.limits.clone();
+        let now = ctx.now;
+        match (self.in_flight(), self.fresh()) {
+            (0, true) if now >= self.last_active + l.header_timeout => {
+                return Err(CloseReason::Timeout("no request within --header-timeout"))
+            }
+            (0, false) if now >= self.last_active + l.idle_timeout => {
+                return Err(CloseReason::Timeout("idle past --idle-timeout"))
+            }
+            _ => {}
+        }
+        match &mut self.proto {
+            Proto::FastCgi(f) => f.on_timer(ctx, &mut self.io)?,
+            Proto::Scgi(s) => s.on_timer(ctx, &mut self.io)?,
+            Proto::Detect => {}
+        }
+        self.after_protocol_step(ctx);
+        Ok(())
+    }
+}
+
+/// Tells the protocol from a connection's first byte.
+fn detect(first: u8) -> Result<Proto, CloseReason> {
+    match first {
+        1 => Ok(Proto::FastCgi(FcgiConn::new())),
+        b'0'..=b'9' => Ok(Proto::Scgi(ScgiConn::new())),
+        b'A'..=b'Z' | b'a'..=b'z' => Err(CloseReason::Protocol(
+            "HTTP request on a FastCGI/SCGI listener (the HTTP listener is not available in this build)".into(),
+        )),
+        other => Err(CloseReason::Protocol(format!("unknown protocol: first byte 0x{other:02x}"))),
+    }
+}

@@ -1,0 +1,222 @@
+//! What every connection needs from the loop while it handles an event:
+//! limits, the mount table, the pool, the sender for responses, counters,
+//! and the dispatch of a complete request head to a worker.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::message::{ConnId, LoopSender, ReqRef};
+use super::pool::{Job, Pool};
+use super::request::{routing_path, Request};
+use super::response::Response;
+use super::router::Router;
+use super::shared::Shared;
+use crate::protocol::cgi_response::{reason_phrase, write_head};
+use crate::protocol::fastcgi::Role;
+use crate::protocol::params::Params;
+
+/// The limits of the configuration that connections enforce.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_conns: usize,
+    pub max_reqs: usize,
+    pub max_params_bytes: usize,
+    /// 0: none.
+    pub max_body_bytes: u64,
+    pub idle_timeout: Duration,
+    pub header_timeout: Duration,
+    pub request_timeout: Option<Duration>,
+}
+
+/// Process-wide counters (atomics: read from any thread, never locked).
+#[derive(Default)]
+pub struct Stats {
+    pub accepted_conns: AtomicU64,
+    pub active_conns: AtomicU64,
+    pub requests: AtomicU64,
+    pub aborted_requests: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub refused_overload: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A response the loop gives itself, without a worker.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub retry_after: bool,
+}
+
+impl Refusal {
+    pub fn new(status: u16) -> Refusal {
+        Refusal {
+            status,
+            retry_after: false,
+        }
+    }
+
+    /// The CGI-style response bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let reason = reason_phrase(self.status);
+        let mut headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
+        if self.retry_after {
+            headers.push(("Retry-After".to_string(), "1".to_string()));
+        }
+        let mut out = Vec::with_capacity(128);
+        write_head(&mut out, self.status, reason, &headers);
+        out.extend_from_slice(reason.to_ascii_lowercase().as_bytes());
+        out.push(b'\n');
+        out
+    }
+}
+
+pub struct Ctx {
+    pub limits: Limits,
+    pub router: Arc<Router>,
+    pub pool: Pool,
+    pub sender: LoopSender,
+    pub stats: Arc<Stats>,
+    pub now: Instant,
+    /// A graceful stop is under way: no new requests.
+    pub draining: bool,
+    next_key: u64,
+    warnings: RateLimit,
+}
+
+impl Ctx {
+    pub fn new(limits: Limits, router: Arc<Router>, pool: Pool, sender: LoopSender) -> Ctx {
+        Ctx {
+            limits,
+            router,
+            pool,
+            sender,
+            stats: Arc::default(),
+            now: Instant::now(),
+            draining: false,
+            next_key: 0,
+            warnings: RateLimit::default(),
+        }
+    }
+
+    /// Routes a complete request head and hands it to a worker, or says
+    /// why the loop must answer it itself.
+    pub fn dispatch(
+        &mut self,
+        conn: ConnId,
+        fcgi_id: u16,
+        role: Role,
+        params: Params,
+    ) -> Result<Arc<Shared>, Refusal> {
+        let path = routing_path(&params);
+        let handler = self.router.route(&path).ok_or(Refusal::new(404))?.clone();
+        let declared = params
+            .get_str("CONTENT_LENGTH")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if self.limits.max_body_bytes > 0
+            && declared.is_some_and(|n| n > self.limits.max_body_bytes)
+        {
+            return Err(Refusal::new(413));
+        }
+        self.next_key += 1;
+        let req = ReqRef {
+            conn,
+            fcgi_id,
+            key: self.next_key,
+        };
+        let shared = Arc::new(Shared::new(req, role == Role::Filter, self.sender.clone()));
+        let job = Job {
+            handler,
+            req: Request::new(params, path, role, shared.clone()),
+            resp: Response::new(shared.clone()),
+        };
+        if let Err(job) = self.pool.submit(job) {
+            // Abort first: dropping the unrun response must not wait.
+            shared.abort();
+            drop(job);
+            Stats::add(&self.stats.refused_overload);
+            return Err(Refusal {
+                status: 503,
+                retry_after: true,
+            });
+        }
+        Ok(shared)
+    }
+
+    /// Logs one line about a misbehaving client, at most a few a second.
+    pub fn warn_client(&mut self, peer: &str, what: &dyn std::fmt::Display) {
+        Stats::add(&self.stats.protocol_errors);
+        if let Some(suppressed) = self.warnings.allow(self.now) {
+            if suppressed > 0 {
+                log::warn!("{suppressed} more client errors not logged");
+            }
+            log::warn!("client {peer}: {what}");
+        }
+    }
+}
+
+/// At most [`RateLimit::PER_SECOND`] lines a second; counts the rest.
+#[derive(Default)]
+struct RateLimit {
+    window: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl RateLimit {
+    const PER_SECOND: u32 = 10;
+
+    /// Some(lines suppressed since the last allowed one) when allowed.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= Self::PER_SECOND {
+            self.suppressed += 1;
+            return None;
+        }
+        self.used += 1;
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_counts_what_it_drops() {
+        let mut r = RateLimit::default();
+        let t = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(r.allow(t), Some(0));
+        }
+        assert_eq!(r.allow(t), None);
+        assert_eq!(r.allow(t), None);
+        assert_eq!(r.allow(t + Duration::from_secs(1)), Some(2));
+    }
+
+    #[test]
+    fn refusals_are_cgi_responses() {
+        let r = Refusal {
+            status: 503,
+            retry_after: true,
+        }
+        .encode();
+        let text = String::from_utf8(r).unwrap();
+        assert!(
+            text.starts_with("Status: 503 Service Unavailable\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Retry-After: 1\r\n"));
+    }
+}

@@ -1,0 +1,462 @@
+//! The event loop: one thread that owns every socket.
+//!
+//! One [`EventLoop::turn`]: wait for readiness until the nearest deadline →
+//! accept and read (requests go to the pool as soon as their head is
+//! complete) → apply worker messages (one drain per wakeup, however many
+//! arrived) → expire deadlines → write what each touched connection has
+//! pending, once. Writing last means a batch of completions for one
+//! connection leaves in one write.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+
+use super::conn::{CloseReason, Conn, ConnState};
+use super::context::{Ctx, Stats};
+use super::listener::Listener;
+use super::message::Message;
+use super::peer_filter::PeerFilter;
+use super::poller::{Event, Interest, Poller, Token};
+use super::signals::{Signal, Signals};
+use super::slab::Slab;
+use super::timer::{Entry, Timers};
+use super::waker::Waker;
+
+const WAKER: Token = Token(usize::MAX);
+const SIGNAL_BASE: usize = usize::MAX - 16;
+const LISTENER_BASE: usize = usize::MAX - 1024;
+/// Size of the shared read buffer.
+const SCRATCH: usize = 64 * 1024;
+/// Accepting pauses this long after the process ran out of fds.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Where the process is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Run {
+    Serving,
+    /// Graceful stop: finish requests in flight until the deadline.
+    Draining {
+        deadline: Instant,
+    },
+    Done,
+}
+
+pub struct EventLoop {
+    poller: Box<dyn Poller>,
+    listeners: Vec<Option<Listener>>,
+    accepting: bool,
+    accept_resume: Option<Instant>,
+    conns: Slab,
+    timers: Timers,
+    ctx: Ctx,
+    rx: Receiver<Message>,
+    waker: Arc<Waker>,
+    signals: Signals,
+    shutdown_timeout: Duration,
+    filter: PeerFilter,
+    run: Run,
+    scratch: Vec<u8>,
+    events: Vec<Event>,
+    touched: Vec<Token>,
+}
+
+fn listener_token(i: usize) -> Token {
+    Token(LISTENER_BASE + i)
+}
+
+impl EventLoop {
+    pub fn new(
+        listeners: Vec<Listener>,
+        ctx: Ctx,
+        rx: Receiver<Message>,
+        waker: Arc<Waker>,
+        shutdown_timeout: Duration,
+        filter: PeerFilter,
+    ) -> io::Result<EventLoop> {
+        let mut poller = super::poller::new_poller()?;
+        poller.add(waker.raw_fd(), WAKER, Interest::READ)?;
+        for (i, l) in listeners.iter().enumerate() {
+            poller.add(l.raw_fd(), listener_token(i), Interest::READ)?;
+        }
+        let signals = Signals::install()?;
+        for (i, fd) in signals.fds() {
+            poller.add(fd, Token(SIGNAL_BASE + i), Interest::READ)?;
+        }
+        Ok(EventLoop {
+            poller,
+            listeners: listeners.into_iter().map(Some).collect(),
+            accepting: true,
+            accept_resume: None,
+            conns: Slab::default(),
+            timers: Timers::default(),
+            ctx,
+            rx,
+            waker,
+            signals,
+            shutdown_timeout,
+            filter,
+            run: Run::Serving,
+            scratch: vec![0; SCRATCH],
+            events: Vec::with_capacity(256),
+            touched: Vec::new(),
+        })
+    }
+
+    /// The process-wide counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.ctx.stats.clone()
+    }
+
+    /// Runs until a signal stops the process.
+    pub fn run(&mut self) -> io::Result<()> {
+        while self.run != Run::Done {
+            self.turn()?;
+        }
+        Ok(())
+    }
+
+    /// One wait and everything it made ready.
+    pub fn turn(&mut self) -> io::Result<()> {
+        let timeout = self.next_timeout();
+        let mut events = std::mem::take(&mut self.events);
+        self.poller.wait(&mut events, timeout)?;
+        self.ctx.now = Instant::now();
+        for ev in &events {
+            self.dispatch(*ev);
+        }
+        self.events = events;
+        self.drain_messages();
+        self.expire_timers();
+        self.flush_touched();
+        self.check_stop();
+        Ok(())
+    }
+
+    fn next_timeout(&self) -> Option<Duration> {
+        let mut next = self.timers.next();
+        for t in [self.accept_resume, self.drain_deadline()]
+            .into_iter()
+            .flatten()
+        {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
+        next.map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    fn drain_deadline(&self) -> Option<Instant> {
+        match self.run {
+            Run::Draining { deadline } => Some(deadline),
+            _ => None,
+        }
+    }
+
+    fn dispatch(&mut self, ev: Event) {
+        match ev.token {
+            WAKER => {}
+            Token(t) if t >= SIGNAL_BASE => self.on_signal(t - SIGNAL_BASE),
+            Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+            token => self.on_conn_event(token, ev),
+        }
+    }
+
+    fn on_conn_event(&mut self, token: Token, ev: Event) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let result = if ev.readable && conn.state == ConnState::Open {
+            conn.on_readable(&mut self.ctx, &mut self.scratch)
+        } else {
+            Ok(())
+        };
+        match result {
+            Ok(()) => self.touch(token),
+            Err(reason) => self.close(token, reason),
+        }
+    }
+
+    fn touch(&mut self, token: Token) {
+        if !self.touched.contains(&token) {
+            self.touched.push(token);
+        }
+    }
+
+    // ---- accepting ----
+
+    fn accept(&mut self, index: usize) {
+        for _ in 0..64 {
+            if !self.accepting || self.conns.len() >= self.ctx.limits.max_conns {
+                self.set_accepting(false);
+                return;
+            }
+            let Some(Some(listener)) = self.listeners.get(index) else {
+                return;
+            };
+            let protocol = listener.spec.protocol;
+            match listener.accept() {
+                Ok(Some(stream)) => self.add_conn(stream, protocol),
+                Ok(None) => return,
+                Err(e) => return self.accept_failed(&e),
+            }
+        }
+    }
+
+    fn accept_failed(&mut self, e: &io::Error) {
+        let out_of_fds = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        self.ctx
+            .warn_client("listener", &format_args!("accept: {e}"));
+        if out_of_fds {
+            self.set_accepting(false);
+            self.accept_resume = Some(self.ctx.now + ACCEPT_BACKOFF);
+        }
+    }
+
+    fn add_conn(&mut self, stream: super::listener::Stream, protocol: crate::spec::Protocol) {
+        if let Err(why) = self.filter.check(&stream) {
+            self.ctx
+                .warn_client(&stream.peer(), &format_args!("refused: {why}"));
+            return;
+        }
+        let id = self.conns.next_id();
+        let fd = stream.raw_fd();
+        if let Err(e) = self.poller.add(fd, id.token, Interest::READ) {
+            log::error!("cannot watch a new connection: {e}");
+            return;
+        }
+        self.conns
+            .insert(Conn::new(stream, id, protocol, self.ctx.now));
+        Stats::add(&self.ctx.stats.accepted_conns);
+        Stats::add(&self.ctx.stats.active_conns);
+        self.touch(id.token);
+    }
+
+    fn set_accepting(&mut self, on: bool) {
+        if self.accepting == on {
+            return;
+        }
+        self.accepting = on;
+        let interest = if on { Interest::READ } else { Interest::NONE };
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Some(l) = l {
+                let _ = self.poller.modify(l.raw_fd(), listener_token(i), interest);
+            }
+        }
+    }
+
+    // ---- worker messages ----
+
+    fn drain_messages(&mut self) {
+        // Reset before draining: a message sent after this point wakes us.
+        self.waker.reset();
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Message::Output {
+                    req,
+                    head,
+                    body,
+                    end,
+                } => {
+                    let Some(conn) = self.conns.get_id(req.conn) else {
+                        continue;
+                    };
+                    conn.on_output(&mut self.ctx, req, head, body, end);
+                    self.touch(req.conn.token);
+                }
+                Message::Resume { req } => self.resume(req.conn),
+            }
+        }
+    }
+
+    fn resume(&mut self, id: super::message::ConnId) {
+        let Some(conn) = self.conns.get_id(id) else {
+            return;
+        };
+        conn.on_resume();
+        match conn.process_pending(&mut self.ctx) {
+            Ok(()) => self.touch(id.token),
+            Err(reason) => self.close(id.token, reason),
+        }
+    }
+
+    // ---- deadlines ----
+
+    fn expire_timers(&mut self) {
+        let now = self.ctx.now;
+        if self.accept_resume.is_some_and(|t| t <= now) {
+            self.accept_resume = None;
+            if self.run == Run::Serving {
+                self.set_accepting(true);
+            }
+        }
+        while let Some(e) = self.timers.pop_due(now) {
+            let Some(conn) = self.conns.get_id(super::message::ConnId {
+                token: e.token,
+                generation: e.generation,
+            }) else {
+                continue;
+            };
+            if conn.armed != Some(e.when) {
+                continue;
+            }
+            conn.armed = None;
+            match conn.on_timer(&mut self.ctx) {
+                Ok(()) => self.touch(e.token),
+                Err(reason) => self.close(e.token, reason),
+            }
+        }
+    }
+
+    fn rearm(&mut self, token: Token) {
+        let Some(generation) = self.conns.generation(token) else {
+            return;
+        };
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        let Some(when) = conn.next_deadline(&self.ctx) else {
+            return;
+        };
+        if conn.armed.is_some_and(|armed| armed <= when) {
+            return;
+        }
+        conn.armed = Some(when);
+        self.timers.push(Entry {
+            when,
+            token,
+            generation,
+        });
+    }
+
+    // ---- writing and closing ----
+
+    fn flush_touched(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for &token in &touched {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if let Err(reason) = conn.flush() {
+                self.close(token, reason);
+                continue;
+            }
+            if conn.state == ConnState::Closed {
+                self.close(token, CloseReason::PeerClosed);
+                continue;
+            }
+            let wanted = conn.wanted_interest();
+            if wanted != conn.interest {
+                conn.interest = wanted;
+                let _ = self.poller.modify(conn.stream.raw_fd(), token, wanted);
+            }
+            self.rearm(token);
+        }
+        self.touched = touched;
+        self.touched.clear();
+    }
+
+    fn close(&mut self, token: Token, reason: CloseReason) {
+        let Some(mut conn) = self.conns.remove(token) else {
+            return;
+        };
+        let _ = self.poller.delete(conn.stream.raw_fd());
+        let in_flight = conn.in_flight();
+        conn.abort_all(&mut self.ctx);
+        match reason {
+            CloseReason::Protocol(what) => {
+                // Best effort: a refusal already encoded may still go out.
+                let _ = conn.flush();
+                self.ctx
+                    .warn_client(&conn.io.peer, &format_args!("{what}; connection closed"));
+            }
+            CloseReason::Timeout(what) => {
+                log::debug!("client {}: {what}; connection closed", conn.io.peer)
+            }
+            CloseReason::Io(e) => log::debug!("client {}: {e}; connection closed", conn.io.peer),
+            CloseReason::PeerClosed if in_flight > 0 => {
+                log::debug!(
+                    "client {}: closed with {in_flight} requests in flight",
+                    conn.io.peer
+                )
+            }
+            CloseReason::PeerClosed => {}
+        }
+        self.ctx
+            .stats
+            .active_conns
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.run == Run::Serving && self.accept_resume.is_none() {
+            self.set_accepting(true);
+        }
+    }
+
+    // ---- stopping ----
+
+    fn on_signal(&mut self, index: usize) {
+        for sig in self.signals.take(index) {
+            match (sig, self.run) {
+                (Signal::Term | Signal::Int, Run::Serving) => self.begin_drain(),
+                (Signal::Int, Run::Draining { .. }) | (Signal::Quit, _) => {
+                    log::info!("stopping now ({sig:?})");
+                    self.run = Run::Done;
+                }
+                (Signal::Hup, _) => log::info!("HUP: nothing to restart in a single process"),
+                (Signal::Usr1, _) => log::info!("USR1: logs reopened"),
+                _ => {}
+            }
+        }
+    }
+
+    fn begin_drain(&mut self) {
+        let mut in_flight = 0;
+        for t in self.conns.tokens() {
+            in_flight += self.conns.get_mut(t).map_or(0, |c| c.in_flight());
+        }
+        log::info!(
+            "graceful stop: {in_flight} requests in flight, waiting up to {:?}",
+            self.shutdown_timeout
+        );
+        for (i, l) in self.listeners.iter_mut().enumerate() {
+            if let Some(l) = l.take() {
+                let _ = self.poller.delete(l.raw_fd());
+                drop(l);
+            }
+            let _ = i;
+        }
+        self.accepting = false;
+        self.ctx.draining = true;
+        self.run = Run::Draining {
+            deadline: self.ctx.now + self.shutdown_timeout,
+        };
+        for token in self.conns.tokens() {
+            let Some(conn) = self.conns.get_mut(token) else {
+                continue;
+            };
+            if conn.in_flight() == 0 {
+                conn.io.out.close_after = true;
+                conn.state = ConnState::Closing;
+            }
+            self.touch(token);
+        }
+        self.flush_touched();
+    }
+
+    fn check_stop(&mut self) {
+        let Run::Draining { deadline } = self.run else {
+            return;
+        };
+        if self.conns.is_empty() {
+            log::info!("stopped");
+            self.run = Run::Done;
+        } else if self.ctx.now >= deadline {
+            log::warn!(
+                "--shutdown-timeout passed with {} connections open; stopping",
+                self.conns.len()
+            );
+            self.run = Run::Done;
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! The FastCGI side of a connection: records demultiplexed by request id
+//! into request contexts, each in a [`Phase`], with every transition in
+//! `on_event`. Many requests may be in flight on one connection (HAProxy
+//! multiplexes); nginx, lighttpd and Apache use id 1, one at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::conn::{CloseReason, ConnIo};
+use super::context::{Ctx, Limits, Refusal, Stats};
+use super::message::{End, ReqRef};
+use super::shared::{Input, Shared};
+use crate::protocol::cgi_response::{write_head, Head};
+use crate::protocol::fastcgi::{
+    self as fcgi, Decoder, Event, ProtocolStatus, RecordType, Role, Stream,
+};
+use crate::protocol::params::ParamsBuffer;
+
+/// Where one request is.
+enum Phase {
+    /// PARAMS still arriving.
+    Params { role: Role, params: ParamsBuffer },
+    /// Handed to a worker; body streaming in, response streaming out.
+    Running {
+        shared: Arc<Shared>,
+        dispatched: Instant,
+        body_bytes: u64,
+        head_sent: bool,
+    },
+}
+
+struct FcgiReq {
+    keep_conn: bool,
+    begun: Instant,
+    phase: Phase,
+}
+
+#[derive(Default)]
+pub struct FcgiConn {
+    decoder: Decoder,
+    reqs: HashMap<u16, FcgiReq>,
+}
+
+fn protocol_error(what: String) -> CloseReason {
+    CloseReason::Protocol(what)
+}
+
+impl FcgiConn {
+    pub fn new() -> FcgiConn {
+        FcgiConn::default()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.reqs.len()
+    }
+
+    /// Decodes and handles records until the input is used up or a
+    /// request's unread body pauses the connection. Returns bytes used.
+    pub fn process(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        input: &[u8],
+    ) -> Result<usize, CloseReason> {
+        let mut pos = 0;
+        while pos < input.len() && io.paused_by == 0 {
+            let (n, event) = self
+                .decoder
+                .decode(&input[pos..])
+                .map_err(|e| protocol_error(e.to_string()))?;
+            pos += n;
+            match event {
+                Some(event) => self.on_event(ctx, io, event)?,
+                None if n == 0 => break,
+                None => {}
+            }
+        }
+        Ok(pos)
+    }
+
+    fn on_event(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        event: Event<'_>,
+    ) -> Result<(), CloseReason> {
+        match event {
+            Event::BeginRequest {
+                request_id,
+                role,
+                flags,
+            } => self.begin(ctx, io, request_id, role, flags),
+            Event::Stream {
+                stream: Stream::Params,
+                request_id,
+                data,
+            } => self.params(ctx, io, request_id, data),
+            Event::Stream {
+                stream: Stream::Stdin,
+                request_id,
+                data,
+            } => {
+                self.input(ctx, io, request_id, Input::Stdin, data);
+                Ok(())
+            }
+            Event::Stream {
+                stream: Stream::Data,
+                request_id,
+                data,
+            } => {
+                self.input(ctx, io, request_id, Input::Data, data);
+                Ok(())
+            }
+            Event::AbortRequest { request_id } => {
+                self.abort(ctx, io, request_id);
+                Ok(())
+            }
+            Event::GetValues { names } => {
+                get_values(ctx, io, &names);
+                Ok(())
+            }
+            Event::Unknown { record_type, .. } => {
+                fcgi::encode_unknown_type(&mut io.out.buf, record_type);
+                Ok(())
+            }
+            other => Err(protocol_error(format!(
+                "unexpected record from the client: {other:?}"
+            ))),
+        }
+    }
+
+    fn begin(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        id: u16,
+        role: u16,
+        flags: u8,
+    ) -> Result<(), CloseReason> {
+        if id == fcgi::FCGI_NULL_REQUEST_ID {
+            return Err(protocol_error("BEGIN_REQUEST with request id 0".into()));
+        }
+        if self.reqs.contains_key(&id) {
+            return Err(protocol_error(format!(
+                "BEGIN_REQUEST for request id {id}, already active"
+            )));
+        }
+        let keep_conn = flags & fcgi::FCGI_KEEP_CONN != 0;
+        let Some(role) = Role::from_u16(role) else {
+            end_early(io, id, keep_conn, ProtocolStatus::UnknownRole);
+            return Ok(());
+        };
+        if self.reqs.len() >= ctx.limits.max_reqs {
+            end_early(io, id, keep_conn, ProtocolStatus::Overloaded);
+            return Ok(());
+        }
+        io.begun += 1;
+        if ctx.draining {
+            refuse(
+                ctx,
+                io,
+                id,
+                keep_conn,
+                Refusal {
+                    status: 503,
+                    retry_after: true,
+                },
+            );
+            return Ok(());
+        }
+        let params = ParamsBuffer::new(ctx.limits.max_params_bytes);
+        let phase = Phase::Params { role, params };
+        self.reqs.insert(
+            id,
+            FcgiReq {
+                keep_conn,
+                begun: ctx.now,
+                phase,
+            },
+        );
+        Ok(())
+    }
+
+    fn params(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        id: u16,
+        data: &[u8],
+    ) -> Result<(), CloseReason> {
+        // FastCGI 1.0 §3.3: records for an inactive request id are ignored.
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return Ok(());
+        };
+        let Phase::Params { params, .. } = &mut req.phase else {
+            return Err(protocol_error(format!(
+                "PARAMS for request id {id} after its end"
+            )));
+        };
+        if !data.is_empty() {
+            params.push(data);
+            return Ok(());
+        }
+        self.dispatch(ctx, io, id);
+        Ok(())
+    }
+
+    /// PARAMS ended: route and hand the request to a worker.
+    fn dispatch(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
+        let Some(mut req) = self.reqs.remove(&id) else {
+            return;
+        };
+        let Phase::Params { role, params } = std::mem::replace(&mut req.phase, placeholder())
+        else {
+            return;
+        };
+        let params = match params.finish() {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.warn_client(&io.peer, &format_args!("request {id}: {e}"));
+                return refuse(ctx, io, id, req.keep_conn, Refusal::new(e.http_status()));
+            }
+        };
+        match ctx.dispatch(io.id, id, role, params) {
+            Ok(shared) => {
+                req.phase = Phase::Running {
+                    shared,
+                    dispatched: ctx.now,
+                    body_bytes: 0,
+                    head_sent: false,
+                };
+                self.reqs.insert(id, req);
+            }
+            Err(refusal) => refuse(ctx, io, id, req.keep_conn, refusal),
+        }
+    }
+
+    fn input(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, which: Input, data: &[u8]) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Phase::Running {
+            shared, body_bytes, ..
+        } = &mut req.phase
+        else {
+            ctx.warn_client(
+                &io.peer,
+                &format_args!("request {id}: body before the end of PARAMS"),
+            );
+            return self.refuse_running(ctx, io, id, Refusal::new(400));
+        };
+        *body_bytes += data.len() as u64;
+        let limit = ctx.limits.max_body_bytes;
+        if limit > 0 && *body_bytes > limit {
+            return self.refuse_running(ctx, io, id, Refusal::new(413));
+        }
+        if shared.push(which, data) {
+            io.paused_by += 1;
+        }
+    }
+
+    /// Ends a request the loop answers itself, whatever phase it is in.
+    fn refuse_running(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, refusal: Refusal) {
+        if let Some(req) = self.reqs.remove(&id) {
+            release(io, &req.phase);
+            refuse(ctx, io, id, req.keep_conn, refusal);
+        }
+    }
+
+    fn abort(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
+        let Some(req) = self.reqs.remove(&id) else {
+            return;
+        };
+        release(io, &req.phase);
+        Stats::add(&ctx.stats.aborted_requests);
+        end_request(ctx, io, id, req.keep_conn, 0);
+    }
+
+    /// A worker's output for one of this connection's requests.
+    pub fn on_output(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        r: ReqRef,
+        head: Option<Head>,
+        body: Vec<u8>,
+        end: End,
+    ) {
+        let id = r.fcgi_id;
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Phase::Running {
+            shared, head_sent, ..
+        } = &mut req.phase
+        else {
+            return;
+        };
+        if shared.req.key != r.key {
+            return;
+        }
+        match head {
+            Some(h) => {
+                let mut block = Vec::with_capacity(128 + body.len());
+                write_head(&mut block, h.status, &h.reason, &h.headers);
+                block.extend_from_slice(&body);
+                fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &block);
+                *head_sent = true;
+            }
+            None => fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &body),
+        }
+        io.out.credit(shared, body.len());
+        let app_status = match end {
+            End::No => return,
+            End::Complete => 0,
+            End::Failed => 1,
+        };
+        let keep_conn = req.keep_conn;
+        self.reqs.remove(&id);
+        end_request(ctx, io, id, keep_conn, app_status);
+    }
+
+    /// The connection is going away: every handler learns it.
+    pub fn abort_all(&mut self, ctx: &mut Ctx) {
+        for (_, req) in self.reqs.drain() {
+            if let Phase::Running { shared, .. } = &req.phase {
+                shared.abort();
+                Stats::add(&ctx.stats.aborted_requests);
+            }
+        }
+    }
+
+    /// The earliest deadline among this connection's requests.
+    pub fn next_deadline(&self, l: &Limits) -> Option<Instant> {
+        self.reqs.values().filter_map(|r| deadline(r, l)).min()
+    }
+
+    /// Handles requests past their deadline at `ctx.now`.
+    pub fn on_timer(&mut self, ctx: &mut Ctx, io: &mut ConnIo) -> Result<(), CloseReason> {
+        let now = ctx.now;
+        let expired: Vec<u16> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| deadline(r, &ctx.limits).is_some_and(|d| d <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            let Some(req) = self.reqs.get(&id) else {
+                continue;
+            };
+            let Phase::Running { head_sent, .. } = req.phase else {
+                return Err(CloseReason::Timeout(
+                    "params not complete within --header-timeout",
+                ));
+            };
+            log::warn!("client {}: request {id} past --request-timeout", io.peer);
+            Stats::add(&ctx.stats.aborted_requests);
+            if head_sent {
+                if let Some(req) = self.reqs.remove(&id) {
+                    release(io, &req.phase);
+                    end_request(ctx, io, id, req.keep_conn, 1);
+                }
+            } else {
+                self.refuse_running(ctx, io, id, Refusal::new(504));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn placeholder() -> Phase {
+    Phase::Params {
+        role: Role::Responder,
+        params: ParamsBuffer::new(0),
+    }
+}
+
+fn deadline(r: &FcgiReq, l: &Limits) -> Option<Instant> {
+    match &r.phase {
+        Phase::Params { .. } => Some(r.begun + l.header_timeout),
+        Phase::Running { dispatched, .. } => l.request_timeout.map(|t| *dispatched + t),
+    }
+}
+
+/// Aborts a running request's handler, releasing any pause it holds.
+fn release(io: &mut ConnIo, phase: &Phase) {
+    if let Phase::Running { shared, .. } = phase {
+        if shared.abort() {
+            io.paused_by = io.paused_by.saturating_sub(1);
+        }
+    }
+}
+
+/// Ends STDOUT and the request.
+fn end_request(ctx: &mut Ctx, io: &mut ConnIo, id: u16, keep_conn: bool, app_status: u32) {
+    fcgi::encode_end_of_stream(&mut io.out.buf, RecordType::Stdout, id);
+    fcgi::encode_end_request(
+        &mut io.out.buf,
+        id,
+        app_status,
+        ProtocolStatus::RequestComplete,
+    );
+    io.ended += 1;
+    Stats::add(&ctx.stats.requests);
+    if !keep_conn {
+        io.out.close_after = true;
+    }
+}
+
+/// A response from the loop itself (404, 413, 431, 503, 504).
+fn refuse(ctx: &mut Ctx, io: &mut ConnIo, id: u16, keep_conn: bool, refusal: Refusal) {
+    fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &refusal.encode());
+    end_request(ctx, io, id, keep_conn, 0);
+}
+
+/// END_REQUEST with a protocol status, for a request never begun.
+fn end_early(io: &mut ConnIo, id: u16, keep_conn: bool, status: ProtocolStatus) {
+    fcgi::encode_end_request(&mut io.out.buf, id, 0, status);
+    if !keep_conn {
+        io.out.close_after = true;
+    }
+}
+
+fn get_values(ctx: &Ctx, io: &mut ConnIo, names: &[Vec<u8>]) {
+    let max_conns = ctx.limits.max_conns.to_string();
+    let max_reqs = ctx.limits.max_reqs.to_string();
+    let pairs: Vec<(&[u8], &[u8])> = names
+        .iter()
+        .filter_map(|n| {
+            let value: &[u8] = match n.as_slice() {
+                b"FCGI_MAX_CONNS" => max_conns.as_bytes(),
+                b"FCGI_MAX_REQS" => max_reqs.as_bytes(),
+                b"FCGI_MPXS_CONNS" => b"1",
+                _ => return None,
+            };
+            Some((n.as_slice(), value))
+        })
+        .collect();
+    fcgi::encode_get_values_result(&mut io.out.buf, &pairs);
+}

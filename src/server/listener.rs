@@ -1,0 +1,388 @@
+//! Listening sockets: bound from `--listen` specs, inherited on fd 0
+//! (spawn-fcgi, lighttpd `bin-path`) or from systemd (`LISTEN_FDS`), and the
+//! non-blocking accept that hands the loop a [`Stream`].
+//!
+//! A Unix socket file left behind by a dead process is replaced; one that a
+//! live process answers on is an error naming the path. A file we created
+//! is removed when the listener is dropped; an inherited one is left alone.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{
+    self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage,
+};
+
+use super::Error;
+use crate::spec::{Address, ListenSpec, Protocol};
+
+/// A bound, listening, non-blocking socket.
+pub struct Listener {
+    fd: OwnedFd,
+    /// The spec with the real address (port 0 resolved).
+    pub spec: ListenSpec,
+    /// Set when we created the socket file and must remove it.
+    created: Option<PathBuf>,
+}
+
+/// Unix socket options from the configuration.
+#[derive(Clone, Debug, Default)]
+pub struct UnixOptions {
+    pub mode: Option<u32>,
+    pub owner: Option<(String, Option<String>)>,
+}
+
+impl Listener {
+    /// Binds and listens on `spec`.
+    pub fn bind(spec: &ListenSpec, unix: &UnixOptions) -> Result<Listener, Error> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            Error::new(format!("--listen {spec}: {what}: {e}"))
+        };
+        match &spec.address {
+            Address::Tcp(addr) => {
+                let fd = bind_tcp(addr).map_err(|e| fail("cannot listen", &e))?;
+                let real = local_tcp_addr(&fd).map_err(|e| fail("getsockname", &e))?;
+                let spec = ListenSpec {
+                    protocol: spec.protocol,
+                    address: Address::Tcp(real),
+                };
+                Ok(Listener {
+                    fd,
+                    spec,
+                    created: None,
+                })
+            }
+            Address::Unix(path) => {
+                clear_stale(path).map_err(|e| Error::new(format!("--listen {spec}: {e}")))?;
+                let fd = bind_unix(path).map_err(|e| fail("cannot listen", &e))?;
+                let l = Listener {
+                    fd,
+                    spec: spec.clone(),
+                    created: Some(path.clone()),
+                };
+                apply_unix_options(path, unix)
+                    .map_err(|e| Error::new(format!("--listen {spec}: {e}")))?;
+                Ok(l)
+            }
+        }
+    }
+
+    /// fd 0 when it is a listening socket (the spawn-fcgi convention).
+    pub fn from_stdin() -> Option<Listener> {
+        let stdin = io::stdin();
+        let listening = socket::getsockopt(&stdin.as_fd(), sockopt::AcceptConn).ok()?;
+        if !listening {
+            return None;
+        }
+        // SAFETY: fd 0 is open (getsockopt succeeded) and fastgate never
+        // reads standard input, so ownership moves to the listener alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(0) };
+        Listener::inherited(fd, "fd 0").ok()
+    }
+
+    /// Sockets passed by systemd socket activation (`LISTEN_PID`,
+    /// `LISTEN_FDS`), starting at fd 3.
+    pub fn from_systemd() -> Vec<Listener> {
+        let pid_ok = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(std::process::id());
+        let n: RawFd = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        if !pid_ok || !(1..=1024).contains(&n) {
+            return Vec::new();
+        }
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        (3..3 + n)
+            .filter_map(|raw| {
+                // SAFETY: systemd passes these fds open and to this pid
+                // (checked above); nothing else in the process owns them.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                let _ = nix::fcntl::fcntl(
+                    &fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                );
+                Listener::inherited(fd, &format!("LISTEN_FDS fd {raw}")).ok()
+            })
+            .collect()
+    }
+
+    /// Wraps an inherited listening socket; its protocol is auto-detected.
+    fn inherited(fd: OwnedFd, what: &str) -> io::Result<Listener> {
+        set_nonblocking(&fd)?;
+        let addr: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
+        let address = if let Some(un) = addr.as_unix_addr() {
+            Address::Unix(
+                un.path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| PathBuf::from(what)),
+            )
+        } else {
+            Address::Tcp(local_tcp_addr(&fd)?)
+        };
+        Ok(Listener {
+            fd,
+            spec: ListenSpec {
+                protocol: Protocol::Auto,
+                address,
+            },
+            created: None,
+        })
+    }
+
+    /// Accepts one connection; `Ok(None)` when none is waiting.
+    pub fn accept(&self) -> io::Result<Option<Stream>> {
+        let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+        let raw = match socket::accept4(self.fd.as_raw_fd(), flags) {
+            Ok(raw) => raw,
+            Err(nix::errno::Errno::EAGAIN) => return Ok(None),
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::ECONNABORTED) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        // SAFETY: accept4 returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Some(match self.spec.address {
+            Address::Tcp(_) => {
+                let s = TcpStream::from(fd);
+                let _ = s.set_nodelay(true);
+                Stream::Tcp(s)
+            }
+            Address::Unix(_) => Stream::Unix(UnixStream::from(fd)),
+        }))
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.created {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+fn bind_tcp(addr: &SocketAddr) -> io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = socket::socket(family, SockType::Stream, flags, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    if addr.is_ipv6() {
+        socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+    }
+    socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(*addr))?;
+    socket::listen(&fd, backlog())?;
+    Ok(fd)
+}
+
+fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    let fd = socket::socket(AddressFamily::Unix, SockType::Stream, flags, None)?;
+    socket::bind(fd.as_raw_fd(), &socket::UnixAddr::new(path)?)?;
+    socket::listen(&fd, backlog())?;
+    Ok(fd)
+}
+
+/// The kernel clamps this to `net.core.somaxconn`.
+fn backlog() -> Backlog {
+    Backlog::new(4096).unwrap_or(Backlog::MAXCONN)
+}
+
+fn local_tcp_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
+    let addr: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Ok(SocketAddr::V4((*v4).into()));
+    }
+    if let Some(v6) = addr.as_sockaddr_in6() {
+        return Ok(SocketAddr::V6((*v6).into()));
+    }
+    Err(io::Error::other(format!(
+        "not an inet socket (family {:?})",
+        addr.family()
+    )))
+}
+
+/// Removes a socket file no process answers on; refuses a live one and any
+/// file that is not a socket.
+fn clear_stale(path: &Path) -> Result<(), String> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(format!("{}: exists and is not a socket", path.display()));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(format!("{}: another process listens there", path.display())),
+        Err(_) => fs::remove_file(path)
+            .map_err(|e| format!("{}: cannot remove stale socket: {e}", path.display())),
+    }
+}
+
+fn apply_unix_options(path: &Path, opts: &UnixOptions) -> Result<(), String> {
+    if let Some(mode) = opts.mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("--socket-mode {mode:o}: {e}"))?;
+    }
+    if let Some((user, group)) = &opts.owner {
+        let u = nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("--socket-owner {user:?}: no such user"))?;
+        let gid = match group {
+            Some(g) => {
+                nix::unistd::Group::from_name(g)
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| format!("--socket-owner {user}:{g}: no such group"))?
+                    .gid
+            }
+            None => u.gid,
+        };
+        nix::unistd::chown(path, Some(u.uid), Some(gid))
+            .map_err(|e| format!("--socket-owner {user:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+/// An accepted connection, TCP or Unix, non-blocking.
+pub enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// The peer, for log lines: `ip:port` or `unix`.
+    pub fn peer(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "tcp".into()),
+            Stream::Unix(_) => "unix".into(),
+        }
+    }
+
+    /// Writes several buffers with one writev.
+    pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fastgate-listener-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir.join("s.sock")
+    }
+
+    #[test]
+    fn stale_socket_is_replaced_and_live_one_refused() {
+        let path = tmp("stale");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists(), "a dropped UnixListener leaves its file");
+        let spec: ListenSpec = format!("fastcgi:{}", path.display()).parse().unwrap();
+        let l = Listener::bind(&spec, &UnixOptions::default()).expect("stale file replaced");
+        let e = Listener::bind(&spec, &UnixOptions::default())
+            .err()
+            .expect("live socket refused");
+        assert!(
+            e.to_string().contains("another process listens there"),
+            "{e}"
+        );
+        drop(l);
+        assert!(!path.exists(), "our socket file is removed on drop");
+    }
+
+    #[test]
+    fn tcp_port_zero_reports_the_real_port() {
+        let spec: ListenSpec = "fastcgi://127.0.0.1:0".parse().unwrap();
+        let l = Listener::bind(&spec, &UnixOptions::default()).unwrap();
+        let Address::Tcp(a) = l.spec.address else {
+            panic!("tcp")
+        };
+        assert_ne!(a.port(), 0);
+        assert!(l.accept().unwrap().is_none());
+        let _c = TcpStream::connect(a).unwrap();
+        let mut accepted = None;
+        for _ in 0..100 {
+            accepted = l.accept().unwrap();
+            if accepted.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(accepted.is_some());
+    }
+
+    #[test]
+    fn a_regular_file_is_not_replaced() {
+        let path = tmp("file");
+        fs::write(&path, b"x").unwrap();
+        let spec: ListenSpec = format!("scgi:{}", path.display()).parse().unwrap();
+        let e = Listener::bind(&spec, &UnixOptions::default())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("not a socket"), "{e}");
+    }
+}

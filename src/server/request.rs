@@ -1,0 +1,178 @@
+//! The request as a handler sees it: params, the conveniences users reach
+//! for (method, path, query, headers), the role, and the body as an
+//! `io::Read` that yields bytes while they are still arriving.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use super::shared::{Input, Shared};
+use crate::protocol::fastcgi::Role;
+use crate::protocol::params::Params;
+
+/// One request, owned by the handler while it runs.
+pub struct Request {
+    params: Params,
+    path: String,
+    role: Role,
+    fcgi_id: u16,
+    body: Body,
+    data: Body,
+    shared: Arc<Shared>,
+}
+
+/// A request input stream (STDIN, or DATA for the FILTER role).
+pub struct Body {
+    shared: Arc<Shared>,
+    which: Input,
+}
+
+impl Read for Body {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.shared.read(self.which, buf)
+    }
+}
+
+impl Request {
+    pub(crate) fn new(params: Params, path: String, role: Role, shared: Arc<Shared>) -> Request {
+        let body = Body {
+            shared: shared.clone(),
+            which: Input::Stdin,
+        };
+        let data = Body {
+            shared: shared.clone(),
+            which: Input::Data,
+        };
+        Request {
+            params,
+            path,
+            role,
+            fcgi_id: shared.req.fcgi_id,
+            body,
+            data,
+            shared,
+        }
+    }
+
+    /// Every param (CGI variable) the front server sent.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// One param as text.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get_str(name)
+    }
+
+    /// `REQUEST_METHOD`, `GET` when absent.
+    pub fn method(&self) -> &str {
+        self.param("REQUEST_METHOD").unwrap_or("GET")
+    }
+
+    /// The routing path: `SCRIPT_NAME` + `PATH_INFO` when either is
+    /// non-empty, else the path of `REQUEST_URI`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// `QUERY_STRING` (empty when absent).
+    pub fn query(&self) -> &str {
+        self.param("QUERY_STRING").unwrap_or("")
+    }
+
+    /// One query parameter's raw value (`ms` in `?ms=20`), not decoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query().split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == name).then_some(v)
+        })
+    }
+
+    /// An HTTP request header by name (`Content-Type`, `x-request-id`):
+    /// `CONTENT_TYPE`/`CONTENT_LENGTH` or the `HTTP_*` param.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let upper: String = name
+            .chars()
+            .map(|c| {
+                if c == '-' {
+                    '_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            })
+            .collect();
+        if upper == "CONTENT_TYPE" || upper == "CONTENT_LENGTH" {
+            return self.param(&upper);
+        }
+        self.param(&format!("HTTP_{upper}"))
+    }
+
+    /// `CONTENT_LENGTH`, when present and numeric.
+    pub fn content_length(&self) -> Option<u64> {
+        self.param("CONTENT_LENGTH")
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The FastCGI role (RESPONDER for SCGI).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The FastCGI request id (0 for SCGI).
+    pub fn fcgi_id(&self) -> u16 {
+        self.fcgi_id
+    }
+
+    /// The request body (STDIN), readable while it arrives.
+    pub fn body(&mut self) -> &mut Body {
+        &mut self.body
+    }
+
+    /// The FILTER role's data stream (empty for other roles).
+    pub fn data(&mut self) -> &mut Body {
+        &mut self.data
+    }
+
+    /// Whether the client went away (ABORT_REQUEST or the connection
+    /// closed). Long handlers should check it now and then.
+    pub fn is_aborted(&self) -> bool {
+        self.shared.is_aborted()
+    }
+}
+
+/// The routing path of a request's params.
+pub(crate) fn routing_path(params: &Params) -> String {
+    let script = params.get_str("SCRIPT_NAME").unwrap_or("");
+    let info = params.get_str("PATH_INFO").unwrap_or("");
+    if !script.is_empty() || !info.is_empty() {
+        return format!("{script}{info}");
+    }
+    let uri = params.get_str("REQUEST_URI").unwrap_or("/");
+    let path = uri.split(['?', '#']).next().unwrap_or("/");
+    if path.is_empty() {
+        "/".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes())))
+    }
+
+    #[test]
+    fn routing_path_prefers_script_name_and_path_info() {
+        assert_eq!(
+            routing_path(&params(&[("SCRIPT_NAME", "/a"), ("PATH_INFO", "/b")])),
+            "/a/b"
+        );
+        assert_eq!(
+            routing_path(&params(&[("SCRIPT_NAME", ""), ("REQUEST_URI", "/x/y?q=1")])),
+            "/x/y"
+        );
+        assert_eq!(routing_path(&params(&[])), "/");
+    }
+}

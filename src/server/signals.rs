@@ -1,0 +1,75 @@
+//! Signals turned into readable sockets for the poller: a handler only
+//! writes a byte (signal-hook's pipe), the loop reads it and acts.
+
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+
+/// What a signal asks of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Int,
+    Quit,
+    Hup,
+    Usr1,
+}
+
+const SIGNALS: [(i32, Signal); 5] = [
+    (SIGTERM, Signal::Term),
+    (SIGINT, Signal::Int),
+    (SIGQUIT, Signal::Quit),
+    (SIGHUP, Signal::Hup),
+    (SIGUSR1, Signal::Usr1),
+];
+
+/// One socket per signal, so the loop knows which arrived.
+pub struct Signals {
+    readers: Vec<(UnixStream, Signal)>,
+    ids: Vec<signal_hook::SigId>,
+}
+
+impl Signals {
+    pub fn install() -> io::Result<Signals> {
+        let mut readers = Vec::new();
+        let mut ids = Vec::new();
+        for (num, sig) in SIGNALS {
+            let (reader, writer) = UnixStream::pair()?;
+            reader.set_nonblocking(true)?;
+            ids.push(signal_hook::low_level::pipe::register(num, writer)?);
+            readers.push((reader, sig));
+        }
+        Ok(Signals { readers, ids })
+    }
+
+    /// The fds to register, with their index.
+    pub fn fds(&self) -> impl Iterator<Item = (usize, RawFd)> + '_ {
+        self.readers
+            .iter()
+            .enumerate()
+            .map(|(i, (r, _))| (i, r.as_raw_fd()))
+    }
+
+    /// Drains the socket at `index`; returns its signal once per arrival.
+    pub fn take(&mut self, index: usize) -> Vec<Signal> {
+        let Some((reader, sig)) = self.readers.get_mut(index) else {
+            return Vec::new();
+        };
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            got.extend(std::iter::repeat_n(*sig, n));
+        }
+        got
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}

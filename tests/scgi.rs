@@ -1,0 +1,182 @@
+//! SCGI against the real binary over real sockets: every built-in app on
+//! TCP and Unix sockets, echo bodies byte-exact around the buffer sizes, the
+//! limits, one request per connection, and a malformed header that must not
+//! disturb other clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn server() -> Server {
+    let args = [
+        &[
+            "--listen",
+            "scgi://127.0.0.1:0",
+            "--listen",
+            "scgi:{dir}/s.sock",
+        ][..],
+        ALL_APPS,
+    ]
+    .concat();
+    Server::start(&args)
+}
+
+fn echo(spec: &str, body: &[u8], content_type: Option<&str>) -> Response {
+    let mut p = scgi_params("POST", "/echo");
+    set_param(&mut p, "CONTENT_TYPE", content_type);
+    parse_response(&scgi_request(spec, &p, body))
+}
+
+#[test]
+fn every_app_answers_over_tcp_and_unix() {
+    let server = server();
+    assert_eq!(server.specs().len(), 2);
+    for spec in server.specs() {
+        let r = scgi_get(spec, "/");
+        assert_eq!(r.status, 200, "{spec} hello");
+        assert_eq!(r.header("Content-Type"), Some("text/plain"), "{spec} hello");
+        assert_eq!(r.body_str(), "Hello, world!\n", "{spec} hello");
+
+        assert_eq!(scgi_get(spec, "/ping").body_str(), "pong\n", "{spec} ping");
+        assert_eq!(
+            scgi_get(spec, "/sleep?ms=20").body_str(),
+            "slept 20 ms\n",
+            "{spec} sleep"
+        );
+        assert_eq!(
+            scgi_get(spec, "/nothing").status,
+            200,
+            "{spec}: / is mounted"
+        );
+
+        let r = echo(spec, b"scgi body\0\n", Some("text/x-scgi"));
+        assert_eq!(r.header("Content-Type"), Some("text/x-scgi"), "{spec} echo");
+        assert_eq!(r.body, b"scgi body\0\n", "{spec} echo");
+        let r = echo(spec, b"x", None);
+        assert_eq!(
+            r.header("Content-Type"),
+            Some("application/octet-stream"),
+            "{spec} echo"
+        );
+
+        let r = scgi_get(spec, "/env?k=v");
+        let body = r.body_str();
+        for line in [
+            "SCGI=1",
+            "CONTENT_LENGTH=0",
+            "REQUEST_METHOD=GET",
+            "QUERY_STRING=k=v",
+        ] {
+            assert!(
+                body.lines().any(|l| l == line),
+                "{spec} env: no {line:?} in {body:?}"
+            );
+        }
+        let lines: Vec<&str> = body.lines().collect();
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(lines, sorted, "{spec} env: lines not sorted");
+    }
+}
+
+#[test]
+fn unmounted_path_gets_404() {
+    let server = Server::start(&["--listen", "scgi://127.0.0.1:0", "--mount", "/ping=ping"]);
+    assert_eq!(scgi_get(&server.spec(0), "/pingx").status, 404);
+    assert_eq!(scgi_get(&server.spec(0), "/ping/x").body_str(), "pong\n");
+}
+
+#[test]
+fn echo_bodies_of_every_size_byte_exact() {
+    let server = server();
+    for spec in server.specs() {
+        for (len, seed) in [(0, 1), (1, 2), (65535, 3), (65536, 4), (10 << 20, 5)] {
+            let body = pattern(len, seed);
+            let r = echo(spec, &body, None);
+            assert_eq!(r.status, 200, "{spec} echo of {len} bytes");
+            assert_bytes_eq(&r.body, &body, &format!("{spec} echo of {len} bytes"));
+        }
+    }
+}
+
+#[test]
+fn header_and_body_split_across_many_writes() {
+    let server = server();
+    let body = pattern(30_000, 8);
+    let raw = scgi_encode(&scgi_params("POST", "/echo"), &body);
+    let mut c = Conn::connect(&server.spec(0));
+    use std::io::Write;
+    for chunk in raw.chunks(997) {
+        c.write_all(chunk).expect("write");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let r = parse_response(&c.read_to_eof(1 << 20).expect("read"));
+    assert_bytes_eq(&r.body, &body, "echo of a request written in pieces");
+}
+
+#[test]
+fn body_past_max_body_bytes_gets_413() {
+    let server = Server::start(&[
+        "--listen",
+        "scgi://127.0.0.1:0",
+        "--mount",
+        "/echo=echo",
+        "--max-body-bytes",
+        "100",
+    ]);
+    assert_eq!(echo(&server.spec(0), &[7; 100], None).status, 200);
+    assert_eq!(echo(&server.spec(0), &[7; 101], None).status, 413);
+}
+
+#[test]
+fn headers_past_max_params_bytes_get_431() {
+    let server = Server::start(&[
+        "--listen",
+        "scgi://127.0.0.1:0",
+        "--max-params-bytes",
+        "2048",
+    ]);
+    let mut p = scgi_params("GET", "/");
+    let big = "c".repeat(4000);
+    set_param(&mut p, "HTTP_COOKIE", Some(&big));
+    assert_eq!(
+        parse_response(&scgi_request(&server.spec(0), &p, b"")).status,
+        431
+    );
+    assert_eq!(scgi_get(&server.spec(0), "/").status, 200);
+}
+
+#[test]
+fn malformed_headers_are_refused_and_others_still_served() {
+    let server = server();
+    let spec = server.spec(0);
+    let base = server.quiet_fd_count();
+    let bad: [&[u8]; 5] = [
+        // CONTENT_LENGTH not first.
+        b"24:SCGI\x001\x00CONTENT_LENGTH\x000\x00,",
+        // No SCGI=1.
+        b"17:CONTENT_LENGTH\x000\x00,",
+        // Netstring without its comma.
+        b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00;",
+        // Length that is not a number, and an absurd one.
+        b"2x:CONTENT_LENGTH\x000\x00,",
+        b"99999999999999999999:",
+    ];
+    for raw in bad {
+        let got = scgi_raw(&spec, raw);
+        if !got.is_empty() {
+            let r = parse_response(&got);
+            assert!(
+                (400..500).contains(&r.status),
+                "malformed {:?} got status {}",
+                String::from_utf8_lossy(raw),
+                r.status
+            );
+        }
+        assert_eq!(scgi_get(&spec, "/ping").body_str(), "pong\n");
+    }
+    let n = server.settle_fd_count(base, Duration::from_secs(5));
+    assert!(n <= base, "fds: {base} before, {n} after");
+}
