@@ -54,4 +54,8 @@ start_fastgate() {
 
 machine() {
     echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
+    echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews every figure)"
 }
+
+# The 1-minute load average now: printed beside each figure.
+load1() { cut -d' ' -f1 /proc/loadavg; }

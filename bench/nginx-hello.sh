@@ -83,14 +83,14 @@ run_wrk() {
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     errs=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    printf '%-22s %12s %10s %10s %10s  %s\n' "$name" "$rps" "$avg" "$p50" "$p99" "${errs:-}"
+    printf '%-22s %12s %10s %10s %10s %6s  %s\n' "$name" "$rps" "$avg" "$p50" "$p99" "$(load1)" "${errs:-}"
 }
 
 machine
 echo "wrk -t1 -c$CONNS -d$DURATION --latency, nginx 1 worker, fastgate default threads"
 say "warm-up"
 timeout 30 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-printf '%-22s %12s %10s %10s %10s\n' "target" "req/s" "lat avg" "p50" "p99"
+printf '%-22s %12s %10s %10s %10s %6s\n' "target" "req/s" "lat avg" "p50" "p99" "load"
 for round in $(seq "$ROUNDS"); do
     run_wrk "fastgate hello (#$round)" /
     run_wrk "nginx direct (#$round)" /direct
