@@ -9,6 +9,10 @@
 CARGO ?= cargo
 LISTEN ?= fastcgi://127.0.0.1:9000
 
+# nginx, haproxy, lighttpd and apache2 live in /usr/sbin on Debian, which is
+# not on an ordinary user's PATH; the tests look the tools up on PATH.
+export PATH := $(PATH):/usr/sbin:/sbin
+
 .PHONY: all run build test test-deps lint bench fuzz-build clean
 
 all: build

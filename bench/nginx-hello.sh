@@ -73,24 +73,35 @@ check() {
 check /
 check /direct
 
+# Context switches of every fastgate thread so far: each is a sleep or a
+# preemption, so their count per request tracks the wakeups the server costs.
+ctxsw() {
+    cat /proc/"$FASTGATE_PID"/task/*/status 2>/dev/null |
+        awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ {n += $2} END {print n + 0}'
+}
+
 # run_wrk NAME PATH: one wrk run, one summary line.
 run_wrk() {
-    local name=$1 path=$2 out
+    local name=$1 path=$2 out before after
+    before=$(ctxsw)
     out=$(timeout 120 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT$path")
-    local rps p50 p99 avg errs
+    after=$(ctxsw)
+    local rps p50 p99 avg errs requests cs
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     avg=$(awk '$1 == "Latency" {print $2; exit}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    cs=$(awk -v d=$((after - before)) -v n="$requests" 'BEGIN { if (n > 0) printf "%.2f", d / n; else print "-" }')
     errs=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    printf '%-22s %12s %10s %10s %10s %6s  %s\n' "$name" "$rps" "$avg" "$p50" "$p99" "$(load1)" "${errs:-}"
+    printf '%-22s %12s %10s %10s %10s %8s %6s  %s\n' "$name" "$rps" "$avg" "$p50" "$p99" "$cs" "$(load1)" "${errs:-}"
 }
 
 machine
 echo "wrk -t1 -c$CONNS -d$DURATION --latency, nginx 1 worker, fastgate default threads"
 say "warm-up"
 timeout 30 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-printf '%-22s %12s %10s %10s %10s %6s\n' "target" "req/s" "lat avg" "p50" "p99" "load"
+printf '%-22s %12s %10s %10s %10s %8s %6s\n' "target" "req/s" "lat avg" "p50" "p99" "fg cs/req" "load"
 for round in $(seq "$ROUNDS"); do
     run_wrk "fastgate hello (#$round)" /
     run_wrk "nginx direct (#$round)" /direct
