@@ -27,6 +27,7 @@
 pub mod apps;
 pub mod client;
 pub mod config;
+pub mod logfile;
 pub mod protocol;
 pub mod server;
 pub mod spec;

@@ -3,7 +3,6 @@
 //! library. Its only decisions are the exit status and printing an error
 //! chain once: 2 for a usage or configuration error, 1 for a runtime error.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,6 +11,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use env_logger::Target;
 use fastgate::client::{self, RequestArgs};
 use fastgate::config::ServeArgs;
+use fastgate::logfile::{self, LogFile};
 use log::LevelFilter;
 
 /// A FastCGI/SCGI backend: a worker pool behind an event loop, serving
@@ -122,15 +122,16 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// Where log lines go: stderr, or the `--error-log` file (appended to).
+/// Where log lines go: stderr, or the `--error-log` file (appended to,
+/// reopened on USR1).
 fn log_target(path: Option<&Path>) -> Result<Target, std::io::Error> {
     let Some(path) = path else {
         return Ok(Target::Stderr);
     };
-    let file = OpenOptions::new().create(true).append(true).open(path);
     let context = format!("--error-log {:?}", path.display().to_string());
-    let file = file.map_err(|e| std::io::Error::new(e.kind(), format!("{context}: {e}")))?;
-    Ok(Target::Pipe(Box::new(file)))
+    let file = LogFile::open(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("{context}: {e}")))?;
+    Ok(Target::Pipe(Box::new(logfile::Writer(file))))
 }
 
 /// env_logger: info by default, moved by -v/-q, RUST_LOG wins.

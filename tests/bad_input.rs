@@ -312,6 +312,15 @@ impl Rng {
     }
 }
 
+/// Rounds of a random test: `default`, or `FASTGATE_TEST_ROUNDS` for a
+/// longer run by hand (the seeds stay fixed, so a failure replays).
+fn rounds(default: usize) -> usize {
+    std::env::var("FASTGATE_TEST_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn seeded_random_bytes_are_survived() {
     let server = start(&[]);
@@ -319,7 +328,7 @@ fn seeded_random_bytes_are_survived() {
     let mut witness = Witness::new(&spec);
     let base = server.quiet_fd_count();
     let mut rng = Rng(0x5eed_f00d_1234_5678);
-    for round in 0..40 {
+    for round in 0..rounds(40) {
         let len = 1 + rng.below(4096) as usize;
         let mut bytes = rng.bytes(len);
         if round % 2 == 0 {
@@ -344,7 +353,7 @@ fn seeded_random_records_are_survived() {
     let mut witness = Witness::new(&spec);
     let base = server.quiet_fd_count();
     let mut rng = Rng(0xdead_beef_0bad_cafe);
-    for round in 0..30 {
+    for round in 0..rounds(30) {
         // Well-framed records of random types, ids and contents: the
         // request state machine, not the framing, meets the garbage.
         let mut bytes = Vec::new();
@@ -449,4 +458,37 @@ fn slowloris_on_scgi_is_closed_by_header_timeout() {
     read_until_closed(&mut c, "scgi half header");
     assert_eq!(scgi_get(&spec, "/").status, 200);
     assert_fds_back(&server, base, "scgi slowloris");
+}
+
+#[test]
+fn clients_that_do_not_read_cost_bounded_memory() {
+    let server = start(&[]);
+    let spec = server.spec(0);
+    let mut witness = Witness::new(&spec);
+    let before = server.rss_bytes();
+    // Four 16 MiB echoes whose clients never read the answer: the output
+    // beyond a bound is held in a temporary file, not in memory.
+    let body = pattern(16 << 20, 77);
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let mut c = FcgiConn::connect(&spec);
+        c.request(
+            1,
+            false,
+            &nginx_params("POST", "/echo", Some(body.len())),
+            &body,
+        );
+        idle.push(c);
+    }
+    witness.check("four unread 16 MiB answers");
+    thread::sleep(Duration::from_millis(300));
+    let grown = server.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 32 << 20,
+        "resident memory grew {} MiB holding 64 MiB of unread output",
+        grown >> 20
+    );
+    // And the answers are all there for a client that reads at last.
+    let reply = idle[0].read_until_end(1);
+    assert_bytes_eq(&complete(&reply, "late reader").body, &body, "late reader");
 }

@@ -549,7 +549,13 @@ fn queue_overflow_gets_503_with_retry_after_quickly() {
 }
 
 fn get_values(c: &mut FcgiConn) -> HashMap<String, String> {
-    c.get_values(&["FCGI_MAX_CONNS", "FCGI_MAX_REQS", "FCGI_MPXS_CONNS"]);
+    // FastCGI 1.0 §4.1: names the application does not know are ignored.
+    c.get_values(&[
+        "FCGI_MAX_CONNS",
+        "FCGI_MAX_REQS",
+        "X_NOT_A_VARIABLE",
+        "FCGI_MPXS_CONNS",
+    ]);
     let r = c.read_management();
     assert_eq!(r.kind, rec::GET_VALUES_RESULT, "reply to GET_VALUES: {r:?}");
     let pairs = decode_pairs(&r.content).expect("GET_VALUES_RESULT body is name-value pairs");
@@ -578,6 +584,10 @@ fn get_values_reports_limits_and_multiplexing() {
         v.get("FCGI_MPXS_CONNS").map(String::as_str),
         Some("1"),
         "{v:?}"
+    );
+    assert!(
+        !v.contains_key("X_NOT_A_VARIABLE"),
+        "an unknown name was answered: {v:?}"
     );
     let conns = v
         .get("FCGI_MAX_CONNS")
@@ -746,4 +756,196 @@ fn no_response_byte_before_stdin_ends() {
     c.end_stdin(1);
     let r = complete(&c.read_until_end(1), "echo");
     assert_bytes_eq(&r.body, &body, "echo of 10 MB held until STDIN ended");
+}
+
+#[test]
+fn request_timeout_answers_504_when_nothing_was_sent() {
+    let server = tcp_server(&["--request-timeout", "500ms"]);
+    let spec = server.spec(0);
+    let t = Instant::now();
+    let r = get(&spec, "/sleep?ms=10000");
+    assert_eq!(
+        r.status,
+        504,
+        "sleep past --request-timeout: {:?}",
+        r.body_str()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "504 came after {:?}",
+        t.elapsed()
+    );
+    assert_eq!(get(&spec, "/ping").body_str(), "pong\n");
+}
+
+#[test]
+fn max_conns_pauses_accepting_until_a_connection_closes() {
+    let server = tcp_server(&["--max-conns", "2"]);
+    let spec = server.spec(0);
+    let mut first = FcgiConn::connect(&spec);
+    first.request(1, true, &nginx_params("GET", "/ping", None), b"");
+    complete(&first.read_until_end(1), "first");
+    let mut second = FcgiConn::connect(&spec);
+    second.request(1, true, &nginx_params("GET", "/ping", None), b"");
+    complete(&second.read_until_end(1), "second");
+    // The kernel completes the handshake; fastgate must not take it yet.
+    let mut third = FcgiConn::connect(&spec);
+    third.request(1, false, &nginx_params("GET", "/ping", None), b"");
+    assert!(
+        !third.anything_within(Duration::from_millis(500)),
+        "a third connection was served with --max-conns 2"
+    );
+    drop(first);
+    let r = complete(&third.read_until_end(1), "third after one closed");
+    assert_eq!(r.body_str(), "pong\n");
+}
+
+#[test]
+fn bodies_no_handler_reads_do_not_stall_the_connection() {
+    let server = tcp_server(&[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    // hello never reads its body; sleep reads it only after sleeping. The
+    // connection's other requests must still get through.
+    let big = pattern(5 << 20, 41);
+    c.request(1, true, &nginx_params("POST", "/", Some(big.len())), &big);
+    let mid = pattern(3 << 20, 42);
+    c.request(
+        2,
+        true,
+        &nginx_params("POST", "/sleep?ms=300", Some(mid.len())),
+        &mid,
+    );
+    c.request(3, true, &nginx_params("GET", "/ping", None), b"");
+    let replies = c.read_all_until(&[1, 2, 3]);
+    check_hello(
+        &complete(&replies[&1], "hello"),
+        "hello with an unread 5 MiB body",
+    );
+    assert_eq!(complete(&replies[&2], "sleep").body_str(), "slept 300 ms\n");
+    assert_eq!(complete(&replies[&3], "ping").body_str(), "pong\n");
+    c.request(4, true, &nginx_params("GET", "/ping", None), b"");
+    assert_eq!(complete(&c.read_until_end(4), "ping").body_str(), "pong\n");
+}
+
+#[test]
+fn a_hundred_connections_at_once() {
+    let server = tcp_server(&[]);
+    let spec = server.spec(0);
+    let base = server.quiet_fd_count();
+    let mut conns: Vec<FcgiConn> = (0..100).map(|_| FcgiConn::connect(&spec)).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        let body = pattern(1000 + i, i as u64);
+        c.request(
+            1,
+            false,
+            &nginx_params("POST", "/echo", Some(body.len())),
+            &body,
+        );
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let r = complete(&c.read_until_end(1), "echo");
+        assert_bytes_eq(
+            &r.body,
+            &pattern(1000 + i, i as u64),
+            &format!("connection {i}"),
+        );
+    }
+    drop(conns);
+    let n = server.settle_fd_count(base, Duration::from_secs(5));
+    assert!(n <= base, "fds: {base} before, {n} after 100 connections");
+}
+
+/// One request of a random interleaving: its records, in order, and
+/// whether an ABORT_REQUEST ends them.
+struct Plan {
+    id: u16,
+    body: Vec<u8>,
+    steps: Vec<Vec<u8>>,
+    aborted_before_end: bool,
+}
+
+fn plan(id: u16, x: &mut u64) -> Plan {
+    let mut next = || {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    };
+    let body = pattern((next() % 20_000) as usize, next());
+    let mut steps = vec![record(rec::BEGIN_REQUEST, id, &begin_body(RESPONDER, true))];
+    let params = encode_pairs(&nginx_params("POST", "/echo", Some(body.len())));
+    steps.push(stream_records(rec::PARAMS, id, &params, true));
+    let chunk = 1 + (next() % 7000) as usize;
+    steps.extend(body.chunks(chunk).map(|c| record(rec::STDIN, id, c)));
+    steps.push(record(rec::STDIN, id, &[]));
+    let aborted_before_end = next() % 5 == 0;
+    if aborted_before_end {
+        let keep = 1 + (next() as usize) % (steps.len() - 1);
+        steps.truncate(keep);
+        steps.push(record(rec::ABORT_REQUEST, id, &[]));
+    }
+    Plan {
+        id,
+        body,
+        steps,
+        aborted_before_end,
+    }
+}
+
+#[test]
+fn random_interleavings_of_requests_with_aborts() {
+    let server = tcp_server(&[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    let mut x = 0x0123_4567_89ab_cdefu64;
+    for round in 0..20u16 {
+        let n = 1 + (round % 8);
+        let mut plans: Vec<Plan> = (1..=n).map(|id| plan(id, &mut x)).collect();
+        let mut cursor = vec![0usize; plans.len()];
+        // Send the records of all requests in a random merge order.
+        loop {
+            let live: Vec<usize> = (0..plans.len())
+                .filter(|&i| cursor[i] < plans[i].steps.len())
+                .collect();
+            if live.is_empty() {
+                break;
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = live[(x % live.len() as u64) as usize];
+            let step = std::mem::take(&mut plans[i].steps[cursor[i]]);
+            c.send_raw(&step);
+            cursor[i] += 1;
+        }
+        for p in &plans {
+            let reply = c
+                .try_read_until_end(p.id)
+                .unwrap_or_else(|e| panic!("round {round} id {}: {e}", p.id));
+            if !p.aborted_before_end {
+                let r = complete(&reply, &format!("round {round} id {}", p.id));
+                assert_bytes_eq(&r.body, &p.body, &format!("round {round} id {}", p.id));
+            }
+        }
+    }
+    c.request(1, true, &nginx_params("GET", "/ping", None), b"");
+    assert_eq!(complete(&c.read_until_end(1), "ping").body_str(), "pong\n");
+}
+
+#[test]
+fn a_closed_connection_frees_its_worker() {
+    let server = tcp_server(&["--max-threads", "1", "--min-threads", "1"]);
+    let spec = server.spec(0);
+    {
+        // nginx's only abort: the connection closes mid-request.
+        let mut c = FcgiConn::connect(&spec);
+        c.request(1, true, &nginx_params("GET", "/sleep?ms=10000", None), b"");
+        thread::sleep(Duration::from_millis(300));
+    }
+    let t = Instant::now();
+    assert_eq!(get(&spec, "/ping").body_str(), "pong\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the only worker stayed on a 10 s sleep whose client left: ping took {:?}",
+        t.elapsed()
+    );
 }

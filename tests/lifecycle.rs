@@ -54,8 +54,17 @@ fn sigterm_finishes_in_flight_requests_removes_the_socket_and_exits_0() {
     assert!(path.exists(), "{} not created", path.display());
     let mut c = FcgiConn::connect(&server.spec(0));
     c.request(1, false, &nginx_params("GET", "/sleep?ms=1500", None), b"");
+    // An idle kept-alive connection, closed when the stop begins.
+    let mut idle = FcgiConn::connect(&server.spec(1));
+    idle.request(1, true, &nginx_params("GET", "/sleep?ms=1", None), b"");
+    complete(&idle.read_until_end(1), "short sleep");
     thread::sleep(Duration::from_millis(300));
     server.signal(Signal::SIGTERM);
+    assert_eq!(
+        idle.expect_closed(Duration::from_secs(5)),
+        Ok(()),
+        "idle kept-alive connection not closed on SIGTERM"
+    );
 
     assert!(
         eventually(Duration::from_secs(5), || !path.exists()),
@@ -72,6 +81,24 @@ fn sigterm_finishes_in_flight_requests_removes_the_socket_and_exits_0() {
     );
     let r = complete(&c.read_until_end(1), "sleep in flight at SIGTERM");
     assert_eq!((r.status, r.body_str().as_str()), (200, "slept 1500 ms\n"));
+    assert_eq!(exit_code(&mut server, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sigterm_lets_a_request_still_uploading_finish() {
+    let mut server = Server::start(&["--listen", "fastcgi://127.0.0.1:0", "--mount", "/echo=echo"]);
+    let body = pattern(200_000, 12);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.begin(1, RESPONDER, false);
+    c.params(1, &nginx_params("POST", "/echo", Some(body.len())));
+    c.stdin(1, &body[..100_000]);
+    thread::sleep(Duration::from_millis(200));
+    server.signal(Signal::SIGTERM);
+    thread::sleep(Duration::from_millis(200));
+    c.stdin(1, &body[100_000..]);
+    c.end_stdin(1);
+    let r = complete(&c.read_until_end(1), "echo uploading at SIGTERM");
+    assert_bytes_eq(&r.body, &body, "echo of a body finished after SIGTERM");
     assert_eq!(exit_code(&mut server, Duration::from_secs(10)), Some(0));
 }
 

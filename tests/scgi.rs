@@ -180,3 +180,71 @@ fn malformed_headers_are_refused_and_others_still_served() {
     let n = server.settle_fd_count(base, Duration::from_secs(5));
     assert!(n <= base, "fds: {base} before, {n} after");
 }
+
+#[test]
+fn a_body_the_app_does_not_read_is_consumed_before_the_close() {
+    let server = server();
+    // hello ignores its body; closing with it unread would reset the
+    // connection and could destroy the answer on its way.
+    for spec in server.specs() {
+        let body = pattern(5 << 20, 6);
+        let r = parse_response(&scgi_request(spec, &scgi_params("POST", "/"), &body));
+        assert_eq!(r.body_str(), "Hello, world!\n", "{spec}");
+    }
+}
+
+#[test]
+fn a_body_cut_short_gets_no_success() {
+    let server = server();
+    let spec = server.spec(0);
+    let mut raw = scgi_encode(&scgi_params("POST", "/echo"), &pattern(1000, 3));
+    raw.truncate(raw.len() - 990);
+    let got = scgi_raw_half_closed(&spec, &raw);
+    assert!(
+        got.is_empty() || parse_response(&got).status >= 400,
+        "a body 990 bytes short was answered: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(scgi_get(&spec, "/ping").body_str(), "pong\n");
+}
+
+/// Sends `bytes`, half-closes, reads to EOF.
+fn scgi_raw_half_closed(spec: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut c = Conn::connect(spec);
+    c.write_all(bytes).expect("write");
+    c.shutdown_write();
+    c.read_to_eof(1 << 20)
+        .expect("fastgate closes a half-closed short request")
+}
+
+#[test]
+fn a_closed_connection_frees_its_worker() {
+    let server = Server::start(&[
+        "--listen",
+        "scgi://127.0.0.1:0",
+        "--mount",
+        "/sleep=sleep",
+        "--mount",
+        "/ping=ping",
+        "--max-threads",
+        "1",
+        "--min-threads",
+        "1",
+    ]);
+    let spec = server.spec(0);
+    {
+        use std::io::Write;
+        let mut c = Conn::connect(&spec);
+        let raw = scgi_encode(&scgi_params("GET", "/sleep?ms=10000"), b"");
+        c.write_all(&raw).expect("write");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let t = std::time::Instant::now();
+    assert_eq!(scgi_get(&spec, "/ping").body_str(), "pong\n");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the only worker stayed on a 10 s sleep whose client left: ping took {:?}",
+        t.elapsed()
+    );
+}

@@ -258,6 +258,7 @@ pub struct Decoder {
 const BODY_KEEP: usize = 1024;
 
 impl Decoder {
+    /// A decoder at the start of a connection.
     pub fn new() -> Decoder {
         Decoder::default()
     }
@@ -681,16 +682,19 @@ fn write_record(out: &mut Vec<u8>, record_type: u8, request_id: u16, content: &[
     out.extend_from_slice(&[0u8; 8][..padding]);
 }
 
+/// A BEGIN_REQUEST record (client side; `flags` is 0 or `FCGI_KEEP_CONN`).
 pub fn encode_begin_request(out: &mut Vec<u8>, request_id: u16, role: Role, flags: u8) {
     let [r_hi, r_lo] = (role as u16).to_be_bytes();
     let body = [r_hi, r_lo, flags, 0, 0, 0, 0, 0];
     write_record(out, RecordType::BeginRequest as u8, request_id, &body);
 }
 
+/// An ABORT_REQUEST record (client side).
 pub fn encode_abort_request(out: &mut Vec<u8>, request_id: u16) {
     write_record(out, RecordType::AbortRequest as u8, request_id, &[]);
 }
 
+/// An END_REQUEST record: the application's exit status and the protocol status.
 pub fn encode_end_request(
     out: &mut Vec<u8>,
     request_id: u16,

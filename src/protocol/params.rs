@@ -12,6 +12,10 @@ use std::ops::Range;
 use super::fastcgi::{self, PairRange};
 use super::Error;
 
+/// Room for the params nginx sends with `fastcgi_params`, so one
+/// allocation holds a typical request's ranges.
+const TYPICAL_PAIRS: usize = 32;
+
 /// One buffer plus (name, value) ranges into it: one allocation per request, zero copy from the wire.
 ///
 /// ```
@@ -29,7 +33,10 @@ pub struct Params {
 impl Params {
     /// From a complete FastCGI PARAMS block (all PARAMS content of one request concatenated).
     pub fn from_fastcgi(block: Vec<u8>) -> Result<Params, Error> {
-        let entries = fastcgi::pair_ranges(&block).collect::<Result<_, _>>()?;
+        let mut entries = Vec::with_capacity(TYPICAL_PAIRS);
+        for pair in fastcgi::pair_ranges(&block) {
+            entries.push(pair?);
+        }
         Ok(Params {
             buf: block,
             entries,
@@ -83,10 +90,12 @@ impl Params {
             .map(|(n, v)| (&self.buf[n.clone()], &self.buf[v.clone()]))
     }
 
+    /// The number of pairs, repeats included.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// True when there is no pair at all.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -139,6 +148,7 @@ pub struct ParamsBuffer {
 }
 
 impl ParamsBuffer {
+    /// An empty buffer that holds at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
         ParamsBuffer {
             buf: Vec::new(),
@@ -161,6 +171,7 @@ impl ParamsBuffer {
         self.buf.extend_from_slice(chunk);
     }
 
+    /// True once more than `limit` bytes were pushed.
     pub fn overflowed(&self) -> bool {
         self.overflowed
     }

@@ -43,7 +43,10 @@ pub enum CloseReason {
     PeerClosed,
     Io(io::Error),
     Protocol(String),
+    /// An expected expiry (idle connection).
     Timeout(&'static str),
+    /// A client too slow to send its request (slowloris).
+    SlowClient(&'static str),
 }
 
 /// What a connection shares with its protocol state machine.
@@ -242,8 +245,8 @@ impl Conn {
     /// Aborts every request in flight (the connection is going away).
     pub fn abort_all(&mut self, ctx: &mut Ctx) {
         match &mut self.proto {
-            Proto::FastCgi(f) => f.abort_all(ctx),
-            Proto::Scgi(s) => s.abort_all(ctx),
+            Proto::FastCgi(f) => f.abort_all(ctx, &self.io.peer),
+            Proto::Scgi(s) => s.abort_all(ctx, &self.io.peer),
             Proto::Detect => {}
         }
     }
@@ -273,7 +276,9 @@ impl Conn {
         let now = ctx.now;
         match (self.in_flight(), self.fresh()) {
             (0, true) if now >= self.last_active + l.header_timeout => {
-                return Err(CloseReason::Timeout("no request within --header-timeout"))
+                return Err(CloseReason::SlowClient(
+                    "no request within --header-timeout",
+                ))
             }
             (0, false) if now >= self.last_active + l.idle_timeout => {
                 return Err(CloseReason::Timeout("idle past --idle-timeout"))

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::access_log::{AccessLog, Entry};
 use super::message::{ConnId, LoopSender, ReqRef};
 use super::pool::{Job, Pool};
 use super::request::{routing_path, Request};
@@ -38,6 +39,7 @@ pub struct Stats {
     pub aborted_requests: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub refused_overload: AtomicU64,
+    pub slow_requests: AtomicU64,
 }
 
 impl Stats {
@@ -87,6 +89,8 @@ pub struct Ctx {
     pub draining: bool,
     next_key: u64,
     warnings: RateLimit,
+    pub access_log: Option<AccessLog>,
+    pub slow_threshold: Option<Duration>,
 }
 
 impl Ctx {
@@ -101,6 +105,40 @@ impl Ctx {
             draining: false,
             next_key: 0,
             warnings: RateLimit::default(),
+            access_log: None,
+            slow_threshold: None,
+        }
+    }
+
+    /// A log entry for a request, when anything will read it.
+    pub fn entry(
+        &self,
+        params: Option<&Params>,
+        fcgi_id: u16,
+        begun: Instant,
+    ) -> Option<Box<Entry>> {
+        if self.access_log.is_none() && self.slow_threshold.is_none() {
+            return None;
+        }
+        Some(Entry::new(params, fcgi_id, begun))
+    }
+
+    /// A request ended: its access log line, and the slow count.
+    pub fn log_end(&mut self, entry: Option<Box<Entry>>, peer: &str, queue: Option<Duration>) {
+        let Some(e) = entry else { return };
+        let took = self.now.saturating_duration_since(e.begun);
+        if self.slow_threshold.is_some_and(|t| took > t) {
+            Stats::add(&self.stats.slow_requests);
+            log::info!(
+                "slow request: {} {} took {} ms (status {})",
+                e.method,
+                e.uri,
+                took.as_millis(),
+                e.status
+            );
+        }
+        if let Some(log) = self.access_log.as_mut() {
+            log.record(&e, peer, took, queue);
         }
     }
 

@@ -130,6 +130,9 @@ impl EventLoop {
         self.drain_messages();
         self.expire_timers();
         self.flush_touched();
+        if let Some(log) = self.ctx.access_log.as_mut() {
+            log.flush();
+        }
         self.check_stop();
         Ok(())
     }
@@ -372,6 +375,9 @@ impl EventLoop {
                 self.ctx
                     .warn_client(&conn.io.peer, &format_args!("{what}; connection closed"));
             }
+            CloseReason::SlowClient(what) => self
+                .ctx
+                .warn_client(&conn.io.peer, &format_args!("{what}; connection closed")),
             CloseReason::Timeout(what) => {
                 log::debug!("client {}: {what}; connection closed", conn.io.peer)
             }
@@ -404,7 +410,10 @@ impl EventLoop {
                     self.run = Run::Done;
                 }
                 (Signal::Hup, _) => log::info!("HUP: nothing to restart in a single process"),
-                (Signal::Usr1, _) => log::info!("USR1: logs reopened"),
+                (Signal::Usr1, _) => {
+                    crate::logfile::reopen_all();
+                    log::info!("USR1: log files reopened");
+                }
                 _ => {}
             }
         }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::access_log::Entry;
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
@@ -34,7 +35,11 @@ struct FcgiReq {
     keep_conn: bool,
     begun: Instant,
     phase: Phase,
+    log: Option<Box<Entry>>,
 }
+
+/// The status logged for a request whose client left first (as nginx).
+const CLIENT_GONE: u16 = 499;
 
 #[derive(Default)]
 pub struct FcgiConn {
@@ -90,44 +95,34 @@ impl FcgiConn {
                 request_id,
                 role,
                 flags,
-            } => self.begin(ctx, io, request_id, role, flags),
+            } => return self.begin(ctx, io, request_id, role, flags),
             Event::Stream {
                 stream: Stream::Params,
                 request_id,
                 data,
-            } => self.params(ctx, io, request_id, data),
+            } => return self.params(ctx, io, request_id, data),
             Event::Stream {
                 stream: Stream::Stdin,
                 request_id,
                 data,
-            } => {
-                self.input(ctx, io, request_id, Input::Stdin, data);
-                Ok(())
-            }
+            } => self.input(ctx, io, request_id, Input::Stdin, data),
             Event::Stream {
                 stream: Stream::Data,
                 request_id,
                 data,
-            } => {
-                self.input(ctx, io, request_id, Input::Data, data);
-                Ok(())
-            }
-            Event::AbortRequest { request_id } => {
-                self.abort(ctx, io, request_id);
-                Ok(())
-            }
-            Event::GetValues { names } => {
-                get_values(ctx, io, &names);
-                Ok(())
-            }
+            } => self.input(ctx, io, request_id, Input::Data, data),
+            Event::AbortRequest { request_id } => self.abort(ctx, io, request_id),
+            Event::GetValues { names } => get_values(ctx, io, &names),
             Event::Unknown { record_type, .. } => {
-                fcgi::encode_unknown_type(&mut io.out.buf, record_type);
-                Ok(())
+                fcgi::encode_unknown_type(&mut io.out.buf, record_type)
             }
-            other => Err(protocol_error(format!(
-                "unexpected record from the client: {other:?}"
-            ))),
+            other => {
+                return Err(protocol_error(format!(
+                    "unexpected record from the client: {other:?}"
+                )))
+            }
         }
+        Ok(())
     }
 
     fn begin(
@@ -156,29 +151,27 @@ impl FcgiConn {
             return Ok(());
         }
         io.begun += 1;
+        let params = ParamsBuffer::new(ctx.limits.max_params_bytes);
+        let req = FcgiReq {
+            keep_conn,
+            begun: ctx.now,
+            phase: Phase::Params { role, params },
+            log: None,
+        };
         if ctx.draining {
             refuse(
                 ctx,
                 io,
                 id,
-                keep_conn,
+                req,
                 Refusal {
                     status: 503,
                     retry_after: true,
                 },
             );
-            return Ok(());
+        } else {
+            self.reqs.insert(id, req);
         }
-        let params = ParamsBuffer::new(ctx.limits.max_params_bytes);
-        let phase = Phase::Params { role, params };
-        self.reqs.insert(
-            id,
-            FcgiReq {
-                keep_conn,
-                begun: ctx.now,
-                phase,
-            },
-        );
         Ok(())
     }
 
@@ -198,11 +191,11 @@ impl FcgiConn {
                 "PARAMS for request id {id} after its end"
             )));
         };
-        if !data.is_empty() {
+        if data.is_empty() {
+            self.dispatch(ctx, io, id);
+        } else {
             params.push(data);
-            return Ok(());
         }
-        self.dispatch(ctx, io, id);
         Ok(())
     }
 
@@ -219,9 +212,11 @@ impl FcgiConn {
             Ok(p) => p,
             Err(e) => {
                 ctx.warn_client(&io.peer, &format_args!("request {id}: {e}"));
-                return refuse(ctx, io, id, req.keep_conn, Refusal::new(e.http_status()));
+                req.log = ctx.entry(None, id, req.begun);
+                return refuse(ctx, io, id, req, Refusal::new(e.http_status()));
             }
         };
+        req.log = ctx.entry(Some(&params), id, req.begun);
         match ctx.dispatch(io.id, id, role, params) {
             Ok(shared) => {
                 req.phase = Phase::Running {
@@ -232,7 +227,7 @@ impl FcgiConn {
                 };
                 self.reqs.insert(id, req);
             }
-            Err(refusal) => refuse(ctx, io, id, req.keep_conn, refusal),
+            Err(refusal) => refuse(ctx, io, id, req, refusal),
         }
     }
 
@@ -248,12 +243,12 @@ impl FcgiConn {
                 &io.peer,
                 &format_args!("request {id}: body before the end of PARAMS"),
             );
-            return self.refuse_running(ctx, io, id, Refusal::new(400));
+            return self.refuse_any(ctx, io, id, Refusal::new(400));
         };
         *body_bytes += data.len() as u64;
         let limit = ctx.limits.max_body_bytes;
         if limit > 0 && *body_bytes > limit {
-            return self.refuse_running(ctx, io, id, Refusal::new(413));
+            return self.refuse_any(ctx, io, id, Refusal::new(413));
         }
         if shared.push(which, data) {
             io.paused_by += 1;
@@ -261,10 +256,10 @@ impl FcgiConn {
     }
 
     /// Ends a request the loop answers itself, whatever phase it is in.
-    fn refuse_running(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, refusal: Refusal) {
+    fn refuse_any(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, refusal: Refusal) {
         if let Some(req) = self.reqs.remove(&id) {
             release(io, &req.phase);
-            refuse(ctx, io, id, req.keep_conn, refusal);
+            refuse(ctx, io, id, req, refusal);
         }
     }
 
@@ -274,7 +269,7 @@ impl FcgiConn {
         };
         release(io, &req.phase);
         Stats::add(&ctx.stats.aborted_requests);
-        end_request(ctx, io, id, req.keep_conn, 0);
+        end_request(ctx, io, id, req, 0, CLIENT_GONE);
     }
 
     /// A worker's output for one of this connection's requests.
@@ -307,27 +302,36 @@ impl FcgiConn {
                 block.extend_from_slice(&body);
                 fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &block);
                 *head_sent = true;
+                if let Some(e) = req.log.as_mut() {
+                    e.status = h.status;
+                }
             }
             None => fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &body),
         }
         io.out.credit(shared, body.len());
+        if let Some(e) = req.log.as_mut() {
+            e.bytes += body.len() as u64;
+        }
         let app_status = match end {
             End::No => return,
             End::Complete => 0,
             End::Failed => 1,
         };
-        let keep_conn = req.keep_conn;
-        self.reqs.remove(&id);
-        end_request(ctx, io, id, keep_conn, app_status);
+        if let Some(req) = self.reqs.remove(&id) {
+            end_request(ctx, io, id, req, app_status, 500);
+        }
     }
 
     /// The connection is going away: every handler learns it.
-    pub fn abort_all(&mut self, ctx: &mut Ctx) {
+    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
         for (_, req) in self.reqs.drain() {
-            if let Phase::Running { shared, .. } = &req.phase {
-                shared.abort();
-                Stats::add(&ctx.stats.aborted_requests);
-            }
+            let Phase::Running { shared, .. } = &req.phase else {
+                continue;
+            };
+            shared.abort();
+            Stats::add(&ctx.stats.aborted_requests);
+            let queue = shared.queue_time();
+            ctx.log_end(with_status(req.log, CLIENT_GONE), peer, queue);
         }
     }
 
@@ -350,19 +354,17 @@ impl FcgiConn {
                 continue;
             };
             let Phase::Running { head_sent, .. } = req.phase else {
-                return Err(CloseReason::Timeout(
+                return Err(CloseReason::SlowClient(
                     "params not complete within --header-timeout",
                 ));
             };
             log::warn!("client {}: request {id} past --request-timeout", io.peer);
             Stats::add(&ctx.stats.aborted_requests);
-            if head_sent {
-                if let Some(req) = self.reqs.remove(&id) {
-                    release(io, &req.phase);
-                    end_request(ctx, io, id, req.keep_conn, 1);
-                }
-            } else {
-                self.refuse_running(ctx, io, id, Refusal::new(504));
+            if !head_sent {
+                self.refuse_any(ctx, io, id, Refusal::new(504));
+            } else if let Some(req) = self.reqs.remove(&id) {
+                release(io, &req.phase);
+                end_request(ctx, io, id, req, 1, 504);
             }
         }
         Ok(())
@@ -392,8 +394,24 @@ fn release(io: &mut ConnIo, phase: &Phase) {
     }
 }
 
-/// Ends STDOUT and the request.
-fn end_request(ctx: &mut Ctx, io: &mut ConnIo, id: u16, keep_conn: bool, app_status: u32) {
+/// Sets the logged status unless a response head already did.
+fn with_status(mut log: Option<Box<Entry>>, status: u16) -> Option<Box<Entry>> {
+    if let Some(e) = log.as_mut().filter(|e| e.status == 0) {
+        e.status = status;
+    }
+    log
+}
+
+/// Ends STDOUT and the request, and logs it (with `status` when no head
+/// went out).
+fn end_request(
+    ctx: &mut Ctx,
+    io: &mut ConnIo,
+    id: u16,
+    req: FcgiReq,
+    app_status: u32,
+    status: u16,
+) {
     fcgi::encode_end_of_stream(&mut io.out.buf, RecordType::Stdout, id);
     fcgi::encode_end_request(
         &mut io.out.buf,
@@ -403,15 +421,27 @@ fn end_request(ctx: &mut Ctx, io: &mut ConnIo, id: u16, keep_conn: bool, app_sta
     );
     io.ended += 1;
     Stats::add(&ctx.stats.requests);
-    if !keep_conn {
+    if !req.keep_conn {
         io.out.close_after = true;
     }
+    let queue = match &req.phase {
+        Phase::Running { shared, .. } => shared.queue_time(),
+        Phase::Params { .. } => None,
+    };
+    ctx.log_end(with_status(req.log, status), &io.peer, queue);
 }
 
-/// A response from the loop itself (404, 413, 431, 503, 504).
-fn refuse(ctx: &mut Ctx, io: &mut ConnIo, id: u16, keep_conn: bool, refusal: Refusal) {
+/// A response from the loop itself (400, 404, 413, 431, 503, 504).
+fn refuse(ctx: &mut Ctx, io: &mut ConnIo, id: u16, mut req: FcgiReq, refusal: Refusal) {
+    if req.log.is_none() {
+        req.log = ctx.entry(None, id, req.begun);
+    }
     fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &refusal.encode());
-    end_request(ctx, io, id, keep_conn, 0);
+    let status = refusal.status;
+    if let Some(e) = req.log.as_mut() {
+        e.status = status;
+    }
+    end_request(ctx, io, id, req, 0, status);
 }
 
 /// END_REQUEST with a protocol status, for a request never begun.

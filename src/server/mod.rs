@@ -9,6 +9,7 @@
 //!                        pool: handler(Request, Response)
 //! ```
 
+mod access_log;
 mod conn;
 mod context;
 mod event_loop;
@@ -38,13 +39,15 @@ pub use self::request::{Body, Request};
 pub use self::response::Response;
 pub use self::router::{Handler, Router};
 
+use self::access_log::AccessLog;
 use self::context::{Ctx, Limits};
 use self::event_loop::EventLoop;
 use self::listener::{Listener, UnixOptions};
 use self::peer_filter::PeerFilter;
 use self::pool::Pool;
 use self::waker::Waker;
-use crate::config::Config;
+use crate::config::{Config, LogTarget};
+use crate::logfile::LogFile;
 use crate::spec::ListenSpec;
 
 /// A runtime error (exit status 1); the message names the listener, path
@@ -110,12 +113,14 @@ impl ServerBuilder {
         let (sender, rx) = message::channel(waker.clone());
         let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue);
         let specs = listeners.iter().map(|l| l.spec.clone()).collect();
-        let ctx = Ctx::new(
+        let mut ctx = Ctx::new(
             limits(&cfg),
             Arc::new(std::mem::take(&mut self.router)),
             pool,
             sender,
         );
+        ctx.access_log = open_access_log(&cfg)?;
+        ctx.slow_threshold = cfg.slow_threshold;
         let filter = PeerFilter {
             cidrs: cfg.allow_from.clone(),
             uids: cfg.allow_uid.clone(),
@@ -206,6 +211,18 @@ fn open_listeners(cfg: &Config) -> Result<Vec<Listener>, Error> {
         .parse()
         .map_err(|e| Error::new(format!("{e}")))?;
     Ok(vec![Listener::bind(&default, &unix)?])
+}
+
+/// `--access-log`: stdout (`-`) or a file reopened on USR1.
+fn open_access_log(cfg: &Config) -> Result<Option<AccessLog>, Error> {
+    let target = match &cfg.access_log {
+        None => return Ok(None),
+        Some(LogTarget::Stdout) => access_log::Target::Stdout,
+        Some(LogTarget::File(path)) => access_log::Target::File(
+            LogFile::open(path).map_err(|e| Error::new(format!("--access-log: {e}")))?,
+        ),
+    };
+    Ok(Some(AccessLog::new(target, cfg.log_format)))
 }
 
 /// Raises the soft fd limit to the hard one: each connection is an fd.

@@ -139,6 +139,7 @@ fn run_job(job: Job) {
         mut req,
         mut resp,
     } = job;
+    req.shared().mark_started();
     let result = catch_unwind(AssertUnwindSafe(|| handler.handle(&mut req, &mut resp)));
     drop(req);
     let result = result.unwrap_or_else(|_| Err(std::io::Error::other("handler panicked")));

@@ -132,6 +132,10 @@ impl Request {
         &mut self.data
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// Whether the client went away (ABORT_REQUEST or the connection
     /// closed). Long handlers should check it now and then.
     pub fn is_aborted(&self) -> bool {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::access_log::Entry;
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
@@ -31,12 +32,14 @@ enum Phase {
 
 pub struct ScgiConn {
     phase: Phase,
+    log: Option<Box<Entry>>,
 }
 
 impl ScgiConn {
     pub fn new() -> ScgiConn {
         ScgiConn {
             phase: Phase::Header,
+            log: None,
         }
     }
 
@@ -53,7 +56,7 @@ impl ScgiConn {
         input: &[u8],
     ) -> Result<usize, CloseReason> {
         match &mut self.phase {
-            Phase::Header => self.header(ctx, io, input),
+            Phase::Header => Ok(self.header(ctx, io, input)),
             Phase::Running {
                 shared, remaining, ..
             } => {
@@ -70,27 +73,23 @@ impl ScgiConn {
         }
     }
 
-    fn header(
-        &mut self,
-        ctx: &mut Ctx,
-        io: &mut ConnIo,
-        input: &[u8],
-    ) -> Result<usize, CloseReason> {
+    fn header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, input: &[u8]) -> usize {
         let (consumed, params, content_length) =
             match scgi::parse_header(input, ctx.limits.max_params_bytes) {
-                Ok(Header::Partial) => return Ok(0),
+                Ok(Header::Partial) => return 0,
                 Ok(Header::Complete {
                     consumed,
                     params,
                     content_length,
                 }) => (consumed, params, content_length),
-                Err(e) => return Ok(self.bad_header(ctx, io, input.len(), &e)),
+                Err(e) => return self.bad_header(ctx, io, input.len(), &e),
             };
         io.begun += 1;
+        self.log = ctx.entry(Some(&params), 0, ctx.now);
         let limit = ctx.limits.max_body_bytes;
         if limit > 0 && content_length > limit {
             self.refuse(ctx, io, Refusal::new(413));
-            return Ok(input.len());
+            return input.len();
         }
         match ctx.dispatch(io.id, 0, Role::Responder, params) {
             Ok(shared) => {
@@ -100,12 +99,13 @@ impl ScgiConn {
                     dispatched: ctx.now,
                     head_sent: false,
                 };
-                let rest = self.process(ctx, io, &input[consumed..])?;
-                Ok(consumed + rest)
+                // Running consumes everything it is given.
+                let _ = self.process(ctx, io, &input[consumed..]);
+                input.len()
             }
             Err(refusal) => {
                 self.refuse(ctx, io, refusal);
-                Ok(input.len())
+                input.len()
             }
         }
     }
@@ -114,6 +114,7 @@ impl ScgiConn {
     fn bad_header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, len: usize, e: &Error) -> usize {
         ctx.warn_client(&io.peer, &format_args!("scgi: {e}"));
         io.begun += 1;
+        self.log = ctx.entry(None, 0, ctx.now);
         self.refuse(ctx, io, Refusal::new(e.http_status()));
         len
     }
@@ -125,14 +126,26 @@ impl ScgiConn {
             }
         }
         io.out.buf.extend_from_slice(&refusal.encode());
+        self.set_status(refusal.status, true);
         self.finish(ctx, io);
     }
 
+    fn set_status(&mut self, status: u16, force: bool) {
+        if let Some(e) = self.log.as_mut().filter(|e| force || e.status == 0) {
+            e.status = status;
+        }
+    }
+
     fn finish(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
+        let queue = match &self.phase {
+            Phase::Running { shared, .. } => shared.queue_time(),
+            _ => None,
+        };
         self.phase = Phase::Done;
         io.ended += 1;
         io.out.close_after = true;
         Stats::add(&ctx.stats.requests);
+        ctx.log_end(self.log.take(), &io.peer, queue);
     }
 
     pub fn on_output(
@@ -156,18 +169,28 @@ impl ScgiConn {
         if let Some(h) = head {
             write_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
             *head_sent = true;
+            if let Some(e) = self.log.as_mut() {
+                e.status = h.status;
+            }
         }
         io.out.buf.extend_from_slice(&body);
         io.out.credit(shared, body.len());
+        if let Some(e) = self.log.as_mut() {
+            e.bytes += body.len() as u64;
+        }
         if end != End::No {
+            self.set_status(500, false);
             self.finish(ctx, io);
         }
     }
 
-    pub fn abort_all(&mut self, ctx: &mut Ctx) {
+    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
         if let Phase::Running { shared, .. } = &self.phase {
             shared.abort();
             Stats::add(&ctx.stats.aborted_requests);
+            let queue = shared.queue_time();
+            self.set_status(499, false);
+            ctx.log_end(self.log.take(), peer, queue);
         }
         self.phase = Phase::Done;
     }
@@ -192,6 +215,7 @@ impl ScgiConn {
         log::warn!("client {}: request past --request-timeout", io.peer);
         Stats::add(&ctx.stats.aborted_requests);
         if head_sent {
+            self.set_status(504, false);
             return Err(CloseReason::Timeout("request past --request-timeout"));
         }
         self.refuse(ctx, io, Refusal::new(504));

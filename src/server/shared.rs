@@ -10,7 +10,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::message::{LoopSender, Message, ReqRef};
 
@@ -64,6 +65,8 @@ impl InputState {
 pub struct Shared {
     pub req: ReqRef,
     sender: LoopSender,
+    dispatched: Instant,
+    started: OnceLock<Instant>,
     aborted: AtomicBool,
     input: Mutex<InputState>,
     input_cv: Condvar,
@@ -92,6 +95,8 @@ impl Shared {
         Shared {
             req,
             sender,
+            dispatched: Instant::now(),
+            started: OnceLock::new(),
             aborted: AtomicBool::new(false),
             input: Mutex::new(input),
             input_cv: Condvar::new(),
@@ -101,6 +106,13 @@ impl Shared {
     }
 
     // ---- loop side ----
+
+    /// How long the request waited for a worker (None: it never got one).
+    pub fn queue_time(&self) -> Option<Duration> {
+        self.started
+            .get()
+            .map(|s| s.saturating_duration_since(self.dispatched))
+    }
 
     /// Queues body bytes (empty: end of stream). Returns true when the
     /// unread body passed [`BODY_HIGH`] and the connection must pause; the
@@ -148,6 +160,11 @@ impl Shared {
     }
 
     // ---- worker side ----
+
+    /// A worker picked the request up.
+    pub fn mark_started(&self) {
+        let _ = self.started.set(Instant::now());
+    }
 
     /// The loop's sender, for the response of this request.
     pub fn sender(&self) -> &LoopSender {

@@ -234,6 +234,18 @@ impl Server {
         self.fd_count()
     }
 
+    /// Resident memory of the server now, in bytes (VmRSS).
+    pub fn rss_bytes(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no VmRSS in {path}"))
+    }
+
     /// Open file descriptors of the server now (entries of /proc/PID/fd).
     pub fn fd_count(&self) -> usize {
         let dir = format!("/proc/{}/fd", self.pid());
@@ -300,6 +312,13 @@ impl Drop for Server {
             let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
             let _ = self.child.wait();
         }
+        // The contract says the process never panics, whatever it was
+        // sent: every test checks that on the way out (unless it already
+        // failed, when a second panic would only hide the first).
+        let log = self.stderr();
+        if !thread::panicking() && log.contains("panicked") {
+            panic!("fastgate panicked during the test; stderr:\n{log}");
+        }
     }
 }
 
@@ -332,13 +351,16 @@ pub fn run_serve_to_exit(dir: &TempDir, args: &[&str], timeout: Duration) -> Exi
 }
 
 /// A `fastgate serve ARGS...` command with a clean environment for the
-/// server: no inherited `FASTGATE_*` options, info logs on (for the
-/// `listening on` lines), stdin/stdout null.
+/// server: no inherited `FASTGATE_*` options (but `FASTGATE_POLLER`, the
+/// test switch CI uses to run everything on poll(2) too), info logs on (for
+/// the `listening on` lines), stdin/stdout null.
 pub fn serve_command(args: &[String]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("serve").args(args);
     for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("FASTGATE_") || k == "LISTEN_FDS" || k == "LISTEN_PID" {
+        let name = k.to_string_lossy();
+        let option = name.starts_with("FASTGATE_") && name != "FASTGATE_POLLER";
+        if option || name == "LISTEN_FDS" || name == "LISTEN_PID" {
             cmd.env_remove(k);
         }
     }
