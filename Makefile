@@ -28,7 +28,7 @@ test-deps:
 
 test: test-deps
 	$(CARGO) build --all-targets
-	$(CARGO) test
+	$(CARGO) test --no-fail-fast
 	$(MAKE) lint
 
 lint:
