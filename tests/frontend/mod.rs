@@ -317,7 +317,12 @@ impl FrontProcess {
     /// connections. Panics with the server's own log if it exits or never
     /// listens.
     pub fn start(program: &str, args: &[&str], log: PathBuf, port: u16) -> FrontProcess {
-        let out = fs::File::create(&log).expect("create the front server log");
+        // Append mode: nginx writes its error_log to the same file itself.
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("create the front server log");
         let err = out.try_clone().expect("clone log handle");
         let child = Command::new(program)
             .args(args)
