@@ -949,3 +949,86 @@ fn a_closed_connection_frees_its_worker() {
         t.elapsed()
     );
 }
+
+#[test]
+fn params_larger_than_one_record() {
+    let server = tcp_server(&[]);
+    let mut p = nginx_params("GET", "/env", None);
+    let cookie = "k=".to_string() + &"c".repeat(100_000);
+    set_param(&mut p, "HTTP_COOKIE", Some(&cookie));
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.request(1, false, &p, b"");
+    let r = complete(&c.read_until_end(1), "env");
+    assert_eq!(
+        r.status, 200,
+        "100 kB of params is under the default 128 KiB"
+    );
+    let want = format!("HTTP_COOKIE={cookie}");
+    assert!(
+        r.body_str().lines().any(|l| l == want),
+        "the 100 kB cookie did not come through whole"
+    );
+}
+
+#[test]
+fn ipv6_loopback_listener() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    let server = Server::start(&["--listen", "fastcgi://[::1]:0", "--mount", "/=ping"]);
+    assert!(server.tcp_addr(0).is_ipv6(), "{}", server.spec(0));
+    assert_eq!(get(&server.spec(0), "/").body_str(), "pong\n");
+}
+
+#[test]
+fn held_output_leaves_no_fd_and_no_file_behind() {
+    let dir = TempDir::new();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("mkdir");
+    let args: Vec<String> = ["--listen", "fastcgi://127.0.0.1:0", "--mount", "/echo=echo"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut cmd = serve_command(&args);
+    // Output held past its memory bound goes to a temporary file there.
+    cmd.env("TMPDIR", &tmp);
+    let server = Server::spawn(cmd, dir, 1);
+    let spec = server.spec(0);
+    let base = server.quiet_fd_count();
+    for seed in 0..3 {
+        let body = pattern(10 << 20, seed);
+        let reply = fcgi_request(&spec, "POST", "/echo", &body);
+        assert_bytes_eq(&complete(&reply, "echo").body, &body, "10 MiB echo");
+    }
+    let n = server.settle_fd_count(base, Duration::from_secs(5));
+    assert!(
+        n <= base,
+        "fds: {base} before, {n} after three 10 MiB echoes"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .expect("read tmp")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "temporary files left behind: {left:?}");
+}
+
+#[test]
+fn a_megabyte_of_params_is_discarded_as_it_arrives() {
+    let server = tcp_server(&[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    let mut p = nginx_params("GET", "/env", None);
+    for i in 0..16 {
+        set_param(
+            &mut p,
+            &format!("HTTP_X_PAD_{i}"),
+            Some(&"p".repeat(64 * 1024)),
+        );
+    }
+    c.request(1, true, &p, b"");
+    let r = complete(&c.read_until_end(1), "1 MiB of params");
+    assert_eq!(r.status, 431, "1 MiB of params past the default 128 KiB");
+    c.request(2, true, &nginx_params("GET", "/ping", None), b"");
+    assert_eq!(complete(&c.read_until_end(2), "ping").body_str(), "pong\n");
+}

@@ -11,7 +11,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -294,6 +294,31 @@ fn listening_socket_on_fd0_is_served_tcp() {
 }
 
 #[test]
+fn systemd_listen_fds_socket_is_served() {
+    let dir = TempDir::new();
+    let path = dir.path().join("sd.sock");
+    let listener = UnixListener::bind(&path).expect("bind");
+    // sd_listen_fds(3): the socket is fd 3, LISTEN_PID is the server's own
+    // pid. `sh` moves the socket from stdin to fd 3 and execs fastgate in
+    // its own process, so `$$` is that pid.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" serve --mount /=ping"#)
+        .arg(bin());
+    clean_env(&mut cmd);
+    cmd.stdin(Stdio::from(OwnedFd::from(listener)));
+    let mut server = Server::spawn(cmd, dir, 0);
+    let spec = format!("fastcgi:{}", path.display());
+    assert_eq!(fcgi_get(&spec, "/").body_str(), "pong\n");
+    server.signal(Signal::SIGTERM);
+    assert_eq!(exit_code(&mut server, Duration::from_secs(10)), Some(0));
+    assert!(
+        path.exists(),
+        "fastgate removed the socket file systemd gave it"
+    );
+}
+
+#[test]
 fn idle_timeout_closes_an_idle_kept_alive_connection() {
     let server = Server::start(&[
         "--listen",
@@ -361,4 +386,30 @@ fn auto_listener_serves_fastcgi_and_scgi_on_one_socket() {
             &format!("{spec} fastcgi echo"),
         );
     }
+}
+
+#[test]
+fn socket_mode_and_pidfile() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi:{dir}/m.sock",
+        "--socket-mode",
+        "0660",
+        "--pidfile",
+        "{dir}/fastgate.pid",
+    ]);
+    let mode = std::fs::metadata(server.unix_path(0))
+        .expect("stat socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {:o}", mode & 0o777);
+    let pidfile = server.dir().join("fastgate.pid");
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(&pidfile)
+            .is_ok_and(|s| s.trim() == server.pid().to_string())),
+        "pidfile {} does not hold pid {}",
+        pidfile.display(),
+        server.pid()
+    );
 }

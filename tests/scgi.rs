@@ -248,3 +248,45 @@ fn a_closed_connection_frees_its_worker() {
         t.elapsed()
     );
 }
+
+#[test]
+fn queue_overflow_gets_503_with_retry_after() {
+    let server = Server::start(&[
+        "--listen",
+        "scgi://127.0.0.1:0",
+        "--mount",
+        "/sleep=sleep",
+        "--queue",
+        "1",
+        "--max-threads",
+        "1",
+        "--min-threads",
+        "1",
+    ]);
+    let spec = server.spec(0);
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(i * 20));
+                let t = std::time::Instant::now();
+                (scgi_get(&spec, "/sleep?ms=1500"), t.elapsed())
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    for h in handles {
+        let (r, took) = h.join().expect("client thread");
+        if r.status == 503 {
+            busy += 1;
+            assert!(r.header("Retry-After").is_some(), "503 without Retry-After");
+            assert!(took < Duration::from_millis(1200), "a 503 took {took:?}");
+        } else {
+            assert_eq!(r.status, 200);
+        }
+    }
+    assert!(
+        busy >= 3,
+        "only {busy} of 6 got 503 with --queue 1 --max-threads 1"
+    );
+}

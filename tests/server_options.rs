@@ -220,3 +220,59 @@ fn the_library_example_serves_its_handlers() {
     assert_eq!(greet.body_str(), "Hello, Ada!\n");
     assert_eq!(counted.body_str(), "100000 bytes\n");
 }
+
+#[test]
+fn an_http_request_on_an_auto_listener_gets_a_readable_refusal() {
+    use std::io::Write;
+    let s = Server::start(&["--listen", "127.0.0.1:0"]);
+    let mut c = std::net::TcpStream::connect(s.tcp_addr(0)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.0 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("FastCGI and SCGI"), "{answer}");
+    assert_eq!(
+        fcgi_get(&s.spec(0), "/").status,
+        200,
+        "the listener still serves FastCGI"
+    );
+}
+
+#[test]
+fn the_pool_grows_for_requests_stuck_behind_blocked_workers() {
+    let s = Server::start(&[
+        "--listen",
+        "fastcgi:{dir}/a.sock",
+        "--mount",
+        "/=sleep",
+        "--min-threads",
+        "1",
+        "--max-threads",
+        "8",
+    ]);
+    let mut c = FcgiConn::connect(&s.spec(0));
+    let ids: Vec<u16> = (1..=6).collect();
+    let started = Instant::now();
+    for &id in &ids {
+        c.request(id, true, &nginx_params("GET", "/?ms=1000", None), b"");
+    }
+    let replies = c.read_all_until(&ids);
+    let took = started.elapsed();
+    for id in ids {
+        assert_eq!(replies[&id].response().body_str(), "slept 1000 ms\n");
+    }
+    // One thread would take 6 s; grown at once, about 1 s; grown only when
+    // the first sleep ends, 2 s. The bound catches both.
+    assert!(
+        took < Duration::from_millis(3000),
+        "6 sleeps of 1 s took {took:?}"
+    );
+    let threads = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .count();
+    assert!(threads <= 1 + 8, "{threads} threads for --max-threads 8");
+}

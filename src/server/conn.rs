@@ -75,6 +75,8 @@ pub struct Conn {
     pub armed: Option<Instant>,
     /// The interest registered in the poller.
     pub interest: Interest,
+    /// Queued for the end-of-turn flush.
+    pub touched: bool,
 }
 
 impl Conn {
@@ -102,6 +104,7 @@ impl Conn {
             seen_ended: 0,
             armed: None,
             interest: Interest::READ,
+            touched: false,
         }
     }
 
@@ -168,6 +171,10 @@ impl Conn {
             let Some(&first) = input.first() else {
                 return Ok(0);
             };
+            if first.is_ascii_alphabetic() {
+                // curl pointed at the socket: say what it is, in its language.
+                self.io.out.buf.extend_from_slice(HTTP_REFUSAL);
+            }
             self.proto = detect(first)?;
         }
         let used = match &mut self.proto {
@@ -294,6 +301,10 @@ impl Conn {
         Ok(())
     }
 }
+
+/// The answer to an HTTP request on an auto listener.
+const HTTP_REFUSAL: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
+fastgate: this socket speaks FastCGI and SCGI; put nginx (fastcgi_pass) in front, or use `fastgate request`\n";
 
 /// Tells the protocol from a connection's first byte.
 fn detect(first: u8) -> Result<Proto, CloseReason> {

@@ -173,7 +173,7 @@ impl Ctx {
             req: Request::new(params, path, role, shared.clone()),
             resp: Response::new(shared.clone()),
         };
-        if let Err(job) = self.pool.submit(job) {
+        if let Err(job) = self.pool.submit(job, self.now) {
             // Abort first: dropping the unrun response must not wait.
             shared.abort();
             drop(job);

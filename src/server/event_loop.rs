@@ -8,6 +8,7 @@
 //! connection leaves in one write.
 
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,7 +140,8 @@ impl EventLoop {
 
     fn next_timeout(&self) -> Option<Duration> {
         let mut next = self.timers.next();
-        for t in [self.accept_resume, self.drain_deadline()]
+        let grow = self.ctx.pool.next_check();
+        for t in [self.accept_resume, self.drain_deadline(), grow]
             .into_iter()
             .flatten()
         {
@@ -169,7 +171,14 @@ impl EventLoop {
             return;
         };
         let result = if ev.readable && conn.state == ConnState::Open {
-            conn.on_readable(&mut self.ctx, &mut self.scratch)
+            // A bug in one connection's handling must not take the others
+            // down: a panic closes that connection alone.
+            let (ctx, scratch) = (&mut self.ctx, &mut self.scratch);
+            catch_unwind(AssertUnwindSafe(|| conn.on_readable(ctx, scratch))).unwrap_or_else(|_| {
+                Err(CloseReason::Protocol(
+                    "internal error (panic); see the log".into(),
+                ))
+            })
         } else {
             Ok(())
         };
@@ -179,9 +188,12 @@ impl EventLoop {
         }
     }
 
+    /// Marks a connection for the end-of-turn flush (once per turn).
     fn touch(&mut self, token: Token) {
-        if !self.touched.contains(&token) {
-            self.touched.push(token);
+        if let Some(conn) = self.conns.get_mut(token) {
+            if !std::mem::replace(&mut conn.touched, true) {
+                self.touched.push(token);
+            }
         }
     }
 
@@ -289,6 +301,7 @@ impl EventLoop {
 
     fn expire_timers(&mut self) {
         let now = self.ctx.now;
+        self.ctx.pool.maintain(now);
         if self.accept_resume.is_some_and(|t| t <= now) {
             self.accept_resume = None;
             if self.run == Run::Serving {
@@ -342,6 +355,7 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
+            conn.touched = false;
             if let Err(reason) = conn.flush() {
                 self.close(token, reason);
                 continue;

@@ -2,14 +2,17 @@
 //!
 //! Jobs wait in a bounded crossbeam queue (`--queue`); a full queue is the
 //! loop's cue to answer 503 at once. The pool starts `--min-threads`
-//! workers, adds one whenever a job is queued and no worker is idle (up to
-//! `--max-threads`), and a worker above the minimum exits after idling for
+//! workers. It grows on how long the oldest job has waited, not on how many
+//! wait: a burst of quick requests is served by the threads there are (on a
+//! busy 2-CPU machine more threads only add switches), while jobs stuck
+//! behind blocked workers for [`GROW_AFTER`] get a thread each, up to
+//! `--max-threads`. A worker above the minimum exits after idling for
 //! [`IDLE_EXIT`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
@@ -19,6 +22,8 @@ use super::router::Handler;
 
 /// How long a surplus worker idles before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
+/// How long the oldest queued job may wait before the pool grows.
+pub const GROW_AFTER: Duration = Duration::from_millis(5);
 
 /// One request for a worker.
 pub struct Job {
@@ -42,17 +47,52 @@ pub struct Pool {
     min: usize,
     max: usize,
     pub stats: Arc<PoolStats>,
+    clock: Arc<QueueClock>,
+}
+
+/// When each queued job was queued, by sequence number, so the loop can
+/// tell how long the oldest one has waited without peeking the channel
+/// (which is FIFO: the n-th job sent is the n-th received).
+struct QueueClock {
+    epoch: Instant,
+    stamps: Box<[AtomicU64]>,
+    submitted: AtomicU64,
+    picked: AtomicU64,
+}
+
+impl QueueClock {
+    fn nanos(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// When the oldest job still queued was queued.
+    fn oldest(&self) -> Option<Instant> {
+        let picked = self.picked.load(Ordering::Acquire);
+        if self.submitted.load(Ordering::Acquire) <= picked {
+            return None;
+        }
+        let slot = (picked % self.stamps.len() as u64) as usize;
+        let ns = self.stamps[slot].load(Ordering::Acquire);
+        Some(self.epoch + Duration::from_nanos(ns))
+    }
 }
 
 impl Pool {
     pub fn new(min: usize, max: usize, queue: usize) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
+        let clock = QueueClock {
+            epoch: Instant::now(),
+            stamps: (0..queue.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            submitted: AtomicU64::new(0),
+            picked: AtomicU64::new(0),
+        };
         let pool = Pool {
             tx,
             rx,
             min: min.max(1),
             max: max.max(min).max(1),
             stats: Arc::default(),
+            clock: Arc::new(clock),
         };
         for _ in 0..pool.min {
             pool.spawn();
@@ -60,20 +100,43 @@ impl Pool {
         pool
     }
 
-    /// Queues a job; gives it back when the queue is full.
-    pub fn submit(&self, job: Job) -> Result<(), Box<Job>> {
+    /// Queues a job (stamped `now`); gives it back when the queue is full.
+    pub fn submit(&self, job: Job, now: Instant) -> Result<(), Box<Job>> {
         match self.tx.try_send(job) {
             Ok(()) => {
-                self.grow_if_needed();
+                let c = &self.clock;
+                let seq = c.submitted.load(Ordering::Relaxed);
+                let slot = (seq % c.stamps.len() as u64) as usize;
+                c.stamps[slot].store(c.nanos(now), Ordering::Release);
+                c.submitted.store(seq + 1, Ordering::Release);
                 Ok(())
             }
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(Box::new(job)),
         }
     }
 
-    fn grow_if_needed(&self) {
-        let idle = self.stats.idle.load(Ordering::Acquire);
-        if self.tx.len() > idle && self.stats.total.load(Ordering::Acquire) < self.max {
+    /// When the loop must call [`Pool::maintain`] next: the instant the
+    /// oldest queued job will have waited [`GROW_AFTER`], if the pool could
+    /// grow for it.
+    pub fn next_check(&self) -> Option<Instant> {
+        if self.stats.total.load(Ordering::Acquire) >= self.max {
+            return None;
+        }
+        if self.tx.len() <= self.stats.idle.load(Ordering::Acquire) {
+            return None;
+        }
+        self.clock.oldest().map(|t| t + GROW_AFTER)
+    }
+
+    /// Adds a thread per queued job once the oldest has waited too long.
+    pub fn maintain(&self, now: Instant) {
+        if self.next_check().is_none_or(|t| t > now) {
+            return;
+        }
+        let room = self
+            .max
+            .saturating_sub(self.stats.total.load(Ordering::Acquire));
+        for _ in 0..self.tx.len().min(room) {
             self.spawn();
         }
     }
@@ -81,10 +144,14 @@ impl Pool {
     fn spawn(&self) {
         let total = self.stats.total.fetch_add(1, Ordering::AcqRel) + 1;
         self.stats.max_reached.fetch_max(total, Ordering::Relaxed);
+        // Idle from now: a thread still starting will take a queued job, so
+        // `maintain` must not start another for it.
+        self.stats.idle.fetch_add(1, Ordering::AcqRel);
         let worker = Worker {
             rx: self.rx.clone(),
             min: self.min,
             stats: self.stats.clone(),
+            clock: self.clock.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name("fastgate-worker".into())
@@ -92,6 +159,7 @@ impl Pool {
             .spawn(move || worker.run());
         if let Err(e) = spawned {
             self.stats.total.fetch_sub(1, Ordering::AcqRel);
+            self.stats.idle.fetch_sub(1, Ordering::AcqRel);
             log::error!("cannot start a worker thread: {e}");
         }
     }
@@ -101,20 +169,26 @@ struct Worker {
     rx: Receiver<Job>,
     min: usize,
     stats: Arc<PoolStats>,
+    clock: Arc<QueueClock>,
 }
 
 impl Worker {
+    /// Takes jobs until the queue closes or the thread retires. `idle`
+    /// already counts this thread when it starts (see `Pool::spawn`).
     fn run(self) {
         loop {
-            self.stats.idle.fetch_add(1, Ordering::AcqRel);
             let got = self.rx.recv_timeout(IDLE_EXIT);
             self.stats.idle.fetch_sub(1, Ordering::AcqRel);
             match got {
-                Ok(job) => run_job(job),
+                Ok(job) => {
+                    self.clock.picked.fetch_add(1, Ordering::AcqRel);
+                    run_job(job)
+                }
                 Err(RecvTimeoutError::Timeout) if self.retire() => return,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            self.stats.idle.fetch_add(1, Ordering::AcqRel);
         }
         self.stats.total.fetch_sub(1, Ordering::AcqRel);
     }

@@ -357,6 +357,13 @@ pub fn run_serve_to_exit(dir: &TempDir, args: &[&str], timeout: Duration) -> Exi
 pub fn serve_command(args: &[String]) -> Command {
     let mut cmd = Command::new(bin());
     cmd.arg("serve").args(args);
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// The environment changes of [`serve_command`], for a command that runs
+/// fastgate some other way (e.g. through `sh -c ... exec`).
+pub fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         let name = k.to_string_lossy();
         let option = name.starts_with("FASTGATE_") && name != "FASTGATE_POLLER";
@@ -366,7 +373,6 @@ pub fn serve_command(args: &[String]) -> Command {
     }
     cmd.env("RUST_LOG", "info");
     cmd.stdin(Stdio::null()).stdout(Stdio::null());
-    cmd
 }
 
 fn expand_args(dir: &TempDir, args: &[&str]) -> Vec<String> {

@@ -1,0 +1,100 @@
+//! The real spawn-fcgi starting fastgate: it binds the socket and hands it
+//! over on fd 0, once in the foreground (`-n`, as daemontools and systemd
+//! units use it) and as two forked copies sharing the socket (`-F 2`).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn spawn_fcgi(dir: &TempDir, extra: &[&str]) -> Command {
+    let mut cmd = Command::new("spawn-fcgi");
+    cmd.args(["-s", &dir.join("sf.sock")]).args(extra);
+    cmd.args([
+        "--",
+        bin(),
+        "serve",
+        "--mount",
+        "/=hello",
+        "--mount",
+        "/echo=echo",
+    ]);
+    clean_env(&mut cmd);
+    cmd
+}
+
+#[test]
+fn foreground_spawn_fcgi_hands_over_its_socket() {
+    if !require_tool("spawn-fcgi") {
+        return;
+    }
+    let dir = TempDir::new();
+    let sock = dir.join("sf.sock");
+    let cmd = spawn_fcgi(&dir, &["-n"]);
+    let mut s = Server::spawn(cmd, dir, 1);
+    assert_eq!(s.spec(0), sock, "fd 0 is served as an auto listener");
+    assert_eq!(fcgi_get(&sock, "/").body_str(), "Hello, world!\n");
+    let echoed = fcgi_request(&sock, "POST", "/echo", &pattern(200_000, 9)).response();
+    assert_bytes_eq(
+        &echoed.body,
+        &pattern(200_000, 9),
+        "echo through spawn-fcgi",
+    );
+    s.signal(Signal::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after TERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        std::path::Path::new(&sock).exists(),
+        "the inherited socket belongs to spawn-fcgi"
+    );
+}
+
+#[test]
+fn forked_copies_share_the_socket() {
+    if !require_tool("spawn-fcgi") {
+        return;
+    }
+    let dir = TempDir::new();
+    let sock = dir.join("sf.sock");
+    let pidfile = dir.join("sf.pid");
+    let out = spawn_fcgi(&dir, &["-F", "2", "-P", &pidfile])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pids: Vec<i32> = std::fs::read_to_string(&pidfile)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let copies = Copies(pids.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answered = 0;
+    while answered < 40 && Instant::now() < deadline {
+        let reply = fcgi_request(&sock, "GET", "/", b"");
+        answered += usize::from(reply.response().status == 200);
+    }
+    drop(copies);
+    assert_eq!(pids.len(), 2, "spawn-fcgi -F 2 started two copies");
+    assert_eq!(answered, 40);
+}
+
+/// The forked copies, killed by pid however the test ends.
+struct Copies(Vec<i32>);
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+    }
+}
