@@ -58,7 +58,8 @@ http {
 CONF
 say "nginx -p $TMP -c $TMP/nginx.conf"
 nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx.log" &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
 wait_for "curl -fs http://127.0.0.1:$PORT/direct >/dev/null" "nginx on port $PORT"
 
 check() {
@@ -80,28 +81,51 @@ ctxsw() {
         awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ {n += $2} END {print n + 0}'
 }
 
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() {
+    awk '{print $14 + $15}' /proc/"$1"/stat 2>/dev/null || echo 0
+}
+
+# nginx's worker: the one child of the master we started.
+nginx_worker() {
+    cat /proc/"$NGINX_PID"/task/"$NGINX_PID"/children 2>/dev/null | awk '{print $1}'
+}
+
+# per_request DELTA REQUESTS SCALE: DELTA * SCALE / REQUESTS, two decimals.
+per_request() {
+    awk -v d="$1" -v n="$2" -v k="$3" 'BEGIN { if (n > 0) printf "%.2f", d * k / n; else print "-" }'
+}
+
 # run_wrk NAME PATH: one wrk run, one summary line.
 run_wrk() {
-    local name=$1 path=$2 out before after
-    before=$(ctxsw)
+    local name=$1 path=$2 out worker tick_us
+    worker=$(nginx_worker)
+    tick_us=$((1000000 / $(getconf CLK_TCK)))
+    local cs0 fg0 ng0 cs1 fg1 ng1
+    cs0=$(ctxsw) fg0=$(cpu_ticks "$FASTGATE_PID") ng0=$(cpu_ticks "$worker")
     out=$(timeout 120 wrk -t1 -c"$CONNS" -d"$DURATION" --latency "http://127.0.0.1:$PORT$path")
-    after=$(ctxsw)
-    local rps p50 p99 avg errs requests cs
+    cs1=$(ctxsw) fg1=$(cpu_ticks "$FASTGATE_PID") ng1=$(cpu_ticks "$worker")
+    local rps p50 p99 avg errs requests
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     avg=$(awk '$1 == "Latency" {print $2; exit}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    cs=$(awk -v d=$((after - before)) -v n="$requests" 'BEGIN { if (n > 0) printf "%.2f", d / n; else print "-" }')
     errs=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    printf '%-22s %12s %10s %10s %10s %8s %6s  %s\n' "$name" "$rps" "$avg" "$p50" "$p99" "$cs" "$(load1)" "${errs:-}"
+    printf '%-20s %10s %9s %9s %9s %7s %7s %7s %5s  %s\n' "$name" "$rps" "$avg" "$p50" "$p99" \
+        "$(per_request $((cs1 - cs0)) "$requests" 1)" \
+        "$(per_request $((fg1 - fg0)) "$requests" "$tick_us")" \
+        "$(per_request $((ng1 - ng0)) "$requests" "$tick_us")" \
+        "$(load1)" "${errs:-}"
 }
 
 machine
 echo "wrk -t1 -c$CONNS -d$DURATION --latency, nginx 1 worker, fastgate default threads"
 say "warm-up"
 timeout 30 wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
-printf '%-22s %12s %10s %10s %10s %8s %6s\n' "target" "req/s" "lat avg" "p50" "p99" "fg cs/req" "load"
+printf '%-20s %10s %9s %9s %9s %7s %7s %7s %5s\n' "target" "req/s" "lat avg" "p50" "p99" \
+    "fg cs" "fg us" "ngx us" "load"
+echo "(per request: fg cs = fastgate context switches, fg us = fastgate CPU µs, ngx us = nginx worker CPU µs)"
 for round in $(seq "$ROUNDS"); do
     run_wrk "fastgate hello (#$round)" /
     run_wrk "nginx direct (#$round)" /direct
