@@ -1,0 +1,45 @@
+# fastgate: the everyday commands.
+#
+#   make run         build (release) and serve `hello` over FastCGI on 127.0.0.1:9000
+#   make test        install missing test tools (root + apt-get only), build, test, lint
+#   make lint        clippy with warnings as errors, rustfmt check
+#   make bench       nginx + fastgate throughput and memory figures (docs/BENCHMARKS.md)
+#   make fuzz-build  check that the fuzz targets compile (needs cargo-fuzz's nightly setup)
+
+CARGO ?= cargo
+LISTEN ?= fastcgi://127.0.0.1:9000
+
+# nginx, haproxy, lighttpd and apache2 live in /usr/sbin on Debian, which is
+# not on an ordinary user's PATH; the tests look the tools up on PATH.
+export PATH := $(PATH):/usr/sbin:/sbin
+
+.PHONY: all run build test test-deps lint bench fuzz-build clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+run: build
+	./target/release/fastgate serve --listen $(LISTEN) --mount /=hello
+
+test-deps:
+	./scripts/install-test-deps.sh
+
+test: test-deps
+	$(CARGO) build --all-targets
+	$(CARGO) test --no-fail-fast
+	$(MAKE) lint
+
+lint:
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all -- --check
+
+bench: build
+	./bench/run.sh
+
+fuzz-build:
+	@if [ -d fuzz ]; then cd fuzz && $(CARGO) check; else echo "no fuzz/ directory yet"; fi
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs the programs the integration tests drive (front servers, spawners,
+# load tools), and only those that are missing. Debian/Ubuntu (apt-get) only.
+#
+# Not root, or no apt-get: print what is missing and go on; the tests that need
+# a missing tool then skip loudly (or fail under CI=true, which is the point).
+#
+# Package notes (Debian 12):
+# - `nginx` is the build with fastcgi, scgi and upstream keepalive compiled in;
+#   `nginx-light` is only a transitional package pulling it plus an extra module.
+# - haproxy 2.6 has `fcgi-app`.
+set -euo pipefail
+
+# tool name (what the tests look for on PATH) → Debian package
+TOOLS=(
+    "nginx:nginx"
+    "haproxy:haproxy"
+    "lighttpd:lighttpd"
+    "spawn-fcgi:spawn-fcgi"
+    "apache2:apache2"
+    "git:git"
+    "wrk:wrk"
+    "curl:curl"
+)
+
+have() {
+    command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
+missing=()
+for entry in "${TOOLS[@]}"; do
+    tool=${entry%%:*}
+    pkg=${entry#*:}
+    if ! have "$tool"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-test-deps: all test tools present"
+    exit 0
+fi
+
+echo "install-test-deps: missing: ${missing[*]}"
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install-test-deps: not root or no apt-get; not installing (tests needing them will skip, or fail under CI=true)"
+    exit 0
+fi
+
+# Installing nginx and apache2 would start both daemons on port 80, and on a
+# machine without an init system the failed start fails the install. The
+# tests start their own instances, so keep the packages' services down while
+# installing (the usual policy-rc.d convention, removed afterwards).
+policy=/usr/sbin/policy-rc.d
+created_policy=no
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    created_policy=yes
+fi
+cleanup() {
+    if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
+}
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+echo "+ apt-get update"
+apt-get update -q
+echo "+ apt-get install --no-install-recommends ${missing[*]}"
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+for entry in "${TOOLS[@]}"; do
+    tool=${entry%%:*}
+    have "$tool" || { echo "install-test-deps: $tool still missing after install" >&2; exit 1; }
+done
+echo "install-test-deps: done"

@@ -1,0 +1,364 @@
+//! A real nginx in front of the real fastgate binary: what production looks
+//! like. nginx runs unprivileged-friendly in the foreground from a temp dir
+//! (its pid file, logs and every *_temp_path inside it) and is killed by pid
+//! when the test ends.
+//!
+//! The server blocks come from `deploy/nginx/fastgate.conf` and
+//! `deploy/nginx/fastgate-scgi.conf`, with only the socket address and the
+//! listen port substituted, so the shipped snippets are what is proven here:
+//! fastcgi_pass over a Unix socket and over TCP with upstream keepalive and
+//! `fastcgi_keep_conn on`, scgi_pass, and `fastcgi_request_buffering off` with
+//! a chunked upload (a body with no CONTENT_LENGTH).
+
+mod common;
+mod frontend;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{require_tool, Server};
+use frontend::{first_difference, pattern, tcp_states, Body, Client, FrontProcess, TempDir};
+
+const FASTCGI_SNIPPET: &str = include_str!("../deploy/nginx/fastgate.conf");
+const SCGI_SNIPPET: &str = include_str!("../deploy/nginx/fastgate-scgi.conf");
+
+/// The socket address the snippets name, replaced by the test's own.
+const SNIPPET_SOCKET: &str = "unix:/run/fastgate.sock";
+const SNIPPET_LISTEN: &str = "listen 80;";
+
+/// 5 MB: far past nginx's in-memory body buffer and fastgate's output
+/// bounds, so the response timing rule (no answer before the body ended) and
+/// every buffer in between are exercised.
+const BIG: usize = 5 * 1024 * 1024;
+
+/// Used when the system has no /etc/nginx/fastcgi_params (non-Debian nginx
+/// builds): the parameters the stock file sends that the tests look at.
+const FALLBACK_FASTCGI_PARAMS: &str = "\
+fastcgi_param QUERY_STRING $query_string;
+fastcgi_param REQUEST_METHOD $request_method;
+fastcgi_param CONTENT_TYPE $content_type;
+fastcgi_param CONTENT_LENGTH $content_length;
+fastcgi_param SCRIPT_NAME $fastcgi_script_name;
+fastcgi_param REQUEST_URI $request_uri;
+fastcgi_param DOCUMENT_URI $document_uri;
+fastcgi_param SERVER_PROTOCOL $server_protocol;
+fastcgi_param GATEWAY_INTERFACE CGI/1.1;
+fastcgi_param SERVER_SOFTWARE nginx/$nginx_version;
+fastcgi_param REMOTE_ADDR $remote_addr;
+fastcgi_param REMOTE_PORT $remote_port;
+fastcgi_param SERVER_ADDR $server_addr;
+fastcgi_param SERVER_PORT $server_port;
+fastcgi_param SERVER_NAME $server_name;
+";
+
+const FALLBACK_SCGI_PARAMS: &str = "\
+scgi_param REQUEST_METHOD $request_method;
+scgi_param REQUEST_URI $request_uri;
+scgi_param QUERY_STRING $query_string;
+scgi_param CONTENT_TYPE $content_type;
+scgi_param DOCUMENT_URI $document_uri;
+scgi_param SCGI 1;
+scgi_param SERVER_PROTOCOL $server_protocol;
+scgi_param REMOTE_ADDR $remote_addr;
+scgi_param REMOTE_PORT $remote_port;
+scgi_param SERVER_PORT $server_port;
+scgi_param SERVER_NAME $server_name;
+";
+
+/// The mounts every test serves; `/nope` is left unmounted on purpose.
+const MOUNTS: &[&str] = &[
+    "--mount",
+    "/hello=hello",
+    "--mount",
+    "/echo=echo",
+    "--mount",
+    "/env=env",
+];
+
+/// fastgate with the test mounts on one listener.
+fn fastgate(listen: &str) -> Server {
+    let mut args = vec!["--listen", listen];
+    args.extend_from_slice(MOUNTS);
+    Server::start(&args)
+}
+
+/// A running nginx and the port it answers on.
+struct Nginx {
+    // Field order: the process goes before the dir holding its files.
+    _proc: FrontProcess,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx with `site` (a server block, rendered for `port`)
+    /// included in its http {} block.
+    fn start(site: &str, port: u16) -> Nginx {
+        let dir = TempDir::new("nginx");
+        write_config(dir.path(), site);
+        let d = dir.path().display().to_string();
+        let nginx = common::find_on_path("nginx").expect("nginx on PATH");
+        let log = dir.path().join("nginx.log");
+        let conf = format!("{d}/nginx.conf");
+        let args = ["-p", &d, "-c", &conf, "-e", &format!("{d}/nginx.log")];
+        let proc = FrontProcess::start(nginx.to_str().unwrap_or("nginx"), &args, log, port);
+        Nginx {
+            _proc: proc,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(self.port).expect("connect to nginx")
+    }
+}
+
+/// nginx.conf for one foreground process, every path inside `dir`, plus the
+/// params files the snippets include (relative to the conf dir).
+fn write_config(dir: &Path, site: &str) {
+    let d = dir.display();
+    // master_process off: one process to start, watch and kill by pid, and
+    // no user switch when the tests run as root.
+    let conf = format!(
+        "daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/nginx.log info;
+events {{ worker_connections 512; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    fastcgi_temp_path {d}/fastcgi;
+    scgi_temp_path {d}/scgi;
+    proxy_temp_path {d}/proxy;
+    uwsgi_temp_path {d}/uwsgi;
+    include site.conf;
+}}
+"
+    );
+    fs::write(dir.join("nginx.conf"), conf).expect("write nginx.conf");
+    fs::write(dir.join("site.conf"), site).expect("write site.conf");
+    copy_params(dir, "fastcgi_params", FALLBACK_FASTCGI_PARAMS);
+    copy_params(dir, "scgi_params", FALLBACK_SCGI_PARAMS);
+}
+
+/// The system's own params file when there is one: that is what a deployed
+/// snippet includes.
+fn copy_params(dir: &Path, name: &str, fallback: &str) {
+    let text = fs::read_to_string(Path::new("/etc/nginx").join(name))
+        .unwrap_or_else(|_| fallback.to_string());
+    fs::write(dir.join(name), text).expect("write params file");
+}
+
+/// A snippet with its socket address and listen port replaced; each must
+/// occur exactly once, so an edit of the snippet cannot silently leave the
+/// test checking something else.
+fn render(snippet: &str, upstream: &str, port: u16) -> String {
+    let listen = format!("listen 127.0.0.1:{port};");
+    let site = replace_once(snippet, SNIPPET_SOCKET, upstream);
+    replace_once(&site, SNIPPET_LISTEN, &listen)
+}
+
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    let count = text.matches(from).count();
+    assert_eq!(
+        count, 1,
+        "{from:?} should occur once in the snippet, found {count}"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// An upload body and the path it goes to: echoed back byte for byte.
+fn assert_echo(resp: &frontend::Response, sent: &[u8]) {
+    assert_eq!(resp.status, 200, "echo status; body: {}", resp.text());
+    assert!(
+        resp.body == sent,
+        "echo body differs: {}",
+        first_difference(&resp.body, sent)
+    );
+}
+
+fn assert_hello(resp: &frontend::Response) {
+    assert_eq!(resp.status, 200, "hello status; body: {}", resp.text());
+    assert_eq!(resp.body, b"Hello, world!\n");
+    let ctype = resp.header("Content-Type").unwrap_or("");
+    assert!(
+        ctype.starts_with("text/plain"),
+        "hello Content-Type {ctype:?}"
+    );
+}
+
+/// The `env` app's lines as (name, value).
+fn env_lines(resp: &frontend::Response) -> Vec<(String, String)> {
+    assert_eq!(resp.status, 200, "env status; body: {}", resp.text());
+    resp.text()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn assert_env(env: &[(String, String)], name: &str, want: &str) {
+    assert_eq!(env_value(env, name), Some(want), "{name} in env: {env:?}");
+}
+
+/// Checks hello, the 5 MB echo, 404 and env through one client; `scgi`
+/// selects the parameters only SCGI carries.
+fn check_routes(client: &mut Client, scgi: bool) {
+    assert_hello(&client.get("/hello").expect("GET /hello"));
+
+    let body = pattern(BIG, 7);
+    assert_echo(
+        &client.post("/echo", &body).expect("POST /echo 5 MB"),
+        &body,
+    );
+
+    let resp = client.get("/nope").expect("GET /nope");
+    assert_eq!(resp.status, 404, "unmounted path; body: {}", resp.text());
+
+    let headers = [("X-Test", "yes")];
+    let resp = client
+        .request("GET", "/env?x=1", &headers, Body::None)
+        .expect("GET /env");
+    let env = env_lines(&resp);
+    assert_env(&env, "REQUEST_METHOD", "GET");
+    assert_env(&env, "REQUEST_URI", "/env?x=1");
+    assert_env(&env, "QUERY_STRING", "x=1");
+    assert_env(&env, "SERVER_PROTOCOL", "HTTP/1.1");
+    assert_env(&env, "REMOTE_ADDR", "127.0.0.1");
+    assert_env(&env, "HTTP_X_TEST", "yes");
+    if scgi {
+        assert_env(&env, "SCGI", "1");
+        assert_env(&env, "CONTENT_LENGTH", "0");
+    } else {
+        assert_env(&env, "GATEWAY_INTERFACE", "CGI/1.1");
+        assert_env(&env, "SCRIPT_NAME", "/env");
+        let software = env_value(&env, "SERVER_SOFTWARE").unwrap_or("");
+        assert!(
+            software.starts_with("nginx/"),
+            "SERVER_SOFTWARE {software:?}"
+        );
+    }
+}
+
+#[test]
+fn fastcgi_over_unix_socket() {
+    if !require_tool("nginx") {
+        return;
+    }
+    // A bare path: the auto listener the snippet's comment recommends.
+    let server = fastgate("{dir}/fg.sock");
+    let upstream = format!("unix:{}", server.unix_path(0).display());
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(FASTCGI_SNIPPET, &upstream, port), port);
+    check_routes(&mut nginx.client(), false);
+}
+
+#[test]
+fn fastcgi_over_tcp_keeps_upstream_connections() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let server = fastgate("fastcgi://127.0.0.1:0");
+    let backend = server.tcp_addr(0);
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(FASTCGI_SNIPPET, &backend.to_string(), port), port);
+    check_routes(&mut nginx.client(), false);
+
+    let mut client = nginx.client();
+    for i in 0..100 {
+        let resp = client
+            .get("/hello")
+            .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_hello(&resp);
+    }
+    // Upstream keepalive + fastcgi_keep_conn: the requests above rode one
+    // kept connection; none was opened and closed per request.
+    let (established, time_wait) = tcp_states(backend.port());
+    assert!(
+        (1..=2).contains(&established),
+        "{established} connections nginx→fastgate established"
+    );
+    assert!(
+        time_wait <= 2,
+        "{time_wait} connections to fastgate closed: keepalive unused"
+    );
+}
+
+#[test]
+fn scgi_over_auto_unix_socket() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let server = fastgate("{dir}/fg.sock");
+    let upstream = format!("unix:{}", server.unix_path(0).display());
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(SCGI_SNIPPET, &upstream, port), port);
+    check_routes(&mut nginx.client(), true);
+}
+
+#[test]
+fn scgi_over_named_tcp_listener() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let server = fastgate("scgi://127.0.0.1:0");
+    let backend = server.tcp_addr(0).to_string();
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(SCGI_SNIPPET, &backend, port), port);
+    let mut client = nginx.client();
+    assert_hello(&client.get("/hello").expect("GET /hello"));
+    let body = pattern(300_000, 3);
+    assert_echo(&client.post("/echo", &body).expect("POST /echo"), &body);
+}
+
+#[test]
+fn unbuffered_chunked_upload_has_no_content_length() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let server = fastgate("fastcgi:{dir}/fg.sock");
+    let upstream = format!("unix:{}", server.unix_path(0).display());
+    let port = frontend::free_port();
+    let site = render(FASTCGI_SNIPPET, &upstream, port);
+    // The snippet's own commented-out suggestion, switched on.
+    let site = replace_once(
+        &site,
+        "# fastcgi_request_buffering off;",
+        "fastcgi_request_buffering off;",
+    );
+    let nginx = Nginx::start(&site, port);
+    let mut client = nginx.client();
+
+    // nginx passes the body on as it arrives, with an empty CONTENT_LENGTH:
+    // fastgate reads it until the empty STDIN record. (A body that arrives
+    // whole with the head is measured by nginx first, hence the pause.)
+    let chunked = [("Content-Type", "application/x-test")];
+    let slow = Body::ChunkedPaused(b"abcdef", 3, Duration::from_millis(300));
+    let resp = client
+        .request("POST", "/env", &chunked, slow)
+        .expect("chunked POST /env");
+    let env = env_lines(&resp);
+    let length = env_value(&env, "CONTENT_LENGTH").unwrap_or("");
+    assert!(
+        length.is_empty(),
+        "CONTENT_LENGTH {length:?}: the body was not streamed"
+    );
+
+    let body = pattern(BIG, 11);
+    let resp = client
+        .request("POST", "/echo", &chunked, Body::Chunked(&body, 100_003))
+        .expect("chunked POST /echo 5 MB");
+    assert_echo(&resp, &body);
+    assert_eq!(resp.header("Content-Type"), Some("application/x-test"));
+
+    // And a Content-Length body through the same unbuffered location.
+    let small = pattern(70_000, 5);
+    assert_echo(&client.post("/echo", &small).expect("POST /echo"), &small);
+}
