@@ -362,3 +362,45 @@ fn unbuffered_chunked_upload_has_no_content_length() {
     let small = pattern(70_000, 5);
     assert_echo(&client.post("/echo", &small).expect("POST /echo"), &small);
 }
+
+/// nginx's defaults (no upstream keepalive, `fastcgi_keep_conn` off): a
+/// refusal (413 past `--max-body-bytes`) is answered while nginx is still
+/// sending the body, and the connection then closes. Closing with the body
+/// unread would reset the connection and nginx would answer 502; fastgate
+/// lingers, so every client gets the 413, over FastCGI and SCGI.
+#[test]
+fn refusals_survive_the_close_that_follows_them() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let server = Server::start(&[
+        "--listen",
+        "{dir}/fg.sock",
+        "--mount",
+        "/=echo",
+        "--max-body-bytes",
+        "1000",
+    ]);
+    let sock = server.unix_path(0).display().to_string();
+    let port = frontend::free_port();
+    let site = format!(
+        "server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 64m;
+    location / {{ include fastcgi_params; fastcgi_pass unix:{sock}; }}
+    location /s {{ include scgi_params; scgi_pass unix:{sock}; }}
+}}
+"
+    );
+    let nginx = Nginx::start(&site, port);
+    let body = pattern(BIG, 11);
+    for path in ["/", "/s"] {
+        for round in 0..6 {
+            let resp = nginx
+                .client()
+                .post(path, &body)
+                .expect("POST through nginx");
+            assert_eq!(resp.status, 413, "{path} round {round}: {}", resp.text());
+        }
+    }
+}

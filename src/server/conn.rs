@@ -4,7 +4,7 @@
 //! `scgi_conn`; this file holds what they share.
 
 use std::io::{self, Read};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::context::Ctx;
 use super::fastcgi_conn::FcgiConn;
@@ -19,6 +19,8 @@ use crate::spec::Protocol;
 /// Unprocessed input kept per connection (a partial SCGI header, or bytes
 /// left while reading is paused) is bounded by the params limit plus this.
 const RBUF_SLACK: usize = 64 * 1024;
+/// How long a closing connection waits for its peer to close.
+const LINGER: Duration = Duration::from_secs(2);
 /// Unwritten output past which the connection is not read: what the loop
 /// answers itself (UNKNOWN_TYPE, GET_VALUES, refusals, END_REQUEST) takes
 /// no output credit, so a client that sends and never reads is stopped
@@ -32,6 +34,11 @@ pub enum ConnState {
     Open,
     /// Writing what is left, then closing.
     Closing,
+    /// All written and our side shut down; what the peer still sends is
+    /// read and discarded until it closes or `until`. Closing at once with
+    /// unread input would send a reset, and the peer (nginx still sending
+    /// the body of a refused request) could lose the answer with it.
+    Lingering { until: Instant },
     /// Gone: the loop removes it.
     Closed,
 }
@@ -115,6 +122,9 @@ impl Conn {
 
     /// The interest the connection needs now.
     pub fn wanted_interest(&self) -> Interest {
+        if let ConnState::Lingering { .. } = self.state {
+            return Interest::READ;
+        }
         let read = self.may_read();
         // Not reading, but a client that leaves must still abort its
         // requests (a FIN alone would otherwise go unseen while paused).
@@ -249,15 +259,35 @@ impl Conn {
     }
 
     /// Writes pending output; a closing connection that has written
-    /// everything becomes closed.
-    pub fn flush(&mut self) -> Result<(), CloseReason> {
+    /// everything shuts its side down and lingers.
+    pub fn flush(&mut self, now: Instant) -> Result<(), CloseReason> {
         let drained = self
             .io
             .out
             .flush(&mut self.stream)
             .map_err(CloseReason::Io)?;
         if drained && self.state == ConnState::Closing {
-            self.state = ConnState::Closed;
+            self.state = match self.stream.shutdown_write() {
+                Ok(()) => ConnState::Lingering {
+                    until: now + LINGER,
+                },
+                Err(_) => ConnState::Closed,
+            };
+        }
+        Ok(())
+    }
+
+    /// Reads and drops what a lingering peer still sends; its end (or an
+    /// error) ends the connection.
+    pub fn discard(&mut self, scratch: &mut [u8]) -> Result<(), CloseReason> {
+        for _ in 0..16 {
+            match self.stream.read(scratch) {
+                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CloseReason::Io(e)),
+            }
         }
         Ok(())
     }
@@ -273,6 +303,9 @@ impl Conn {
 
     /// The earliest instant something must happen to this connection.
     pub fn next_deadline(&self, ctx: &Ctx) -> Option<Instant> {
+        if let ConnState::Lingering { until } = self.state {
+            return Some(until);
+        }
         let l = &ctx.limits;
         let own = match (self.in_flight(), self.fresh()) {
             (0, true) => Some(self.last_active + l.header_timeout),
@@ -294,6 +327,12 @@ impl Conn {
     pub fn on_timer(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
         let l = ctx.limits.clone();
         let now = ctx.now;
+        if let ConnState::Lingering { until } = self.state {
+            if now >= until {
+                return Err(CloseReason::Timeout("lingering close ended"));
+            }
+            return Ok(());
+        }
         match (self.in_flight(), self.fresh()) {
             (0, true) if now >= self.last_active + l.header_timeout => {
                 return Err(CloseReason::SlowClient(

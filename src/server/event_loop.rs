@@ -176,6 +176,12 @@ impl EventLoop {
             // wait. The peer is gone; its requests are aborted now.
             return self.close(token, CloseReason::PeerClosed);
         }
+        if let (true, ConnState::Lingering { .. }) = (ev.readable, conn.state) {
+            return match conn.discard(&mut self.scratch) {
+                Ok(()) => {}
+                Err(_) => self.close(token, CloseReason::PeerClosed),
+            };
+        }
         let result = if ev.readable && conn.state == ConnState::Open {
             // A bug in one connection's handling must not take the others
             // down: a panic closes that connection alone.
@@ -362,7 +368,7 @@ impl EventLoop {
                 continue;
             };
             conn.touched = false;
-            if let Err(reason) = conn.flush() {
+            if let Err(reason) = conn.flush(self.ctx.now) {
                 self.close(token, reason);
                 continue;
             }
@@ -391,7 +397,7 @@ impl EventLoop {
         match reason {
             CloseReason::Protocol(what) => {
                 // Best effort: a refusal already encoded may still go out.
-                let _ = conn.flush();
+                let _ = conn.flush(self.ctx.now);
                 self.ctx
                     .warn_client(&conn.io.peer, &format_args!("{what}; connection closed"));
             }
