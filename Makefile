@@ -29,7 +29,10 @@ test-deps:
 test: test-deps
 	$(CARGO) build --all-targets
 	$(CARGO) test --no-fail-fast
+	@echo "== the protocol suites again on the poll(2) backend"
+	FASTGATE_POLLER=poll $(CARGO) test --no-fail-fast --test fastcgi --test scgi --test bad_input --test lifecycle
 	$(MAKE) lint
+	$(MAKE) fuzz-build
 
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings
