@@ -186,11 +186,7 @@ impl EventLoop {
             // A bug in one connection's handling must not take the others
             // down: a panic closes that connection alone.
             let (ctx, scratch) = (&mut self.ctx, &mut self.scratch);
-            catch_unwind(AssertUnwindSafe(|| conn.on_readable(ctx, scratch))).unwrap_or_else(|_| {
-                Err(CloseReason::Protocol(
-                    "internal error (panic); see the log".into(),
-                ))
-            })
+            guarded(|| conn.on_readable(ctx, scratch))
         } else {
             Ok(())
         };
@@ -303,7 +299,8 @@ impl EventLoop {
             return;
         };
         conn.on_resume();
-        match conn.process_pending(&mut self.ctx) {
+        let ctx = &mut self.ctx;
+        match guarded(|| conn.process_pending(ctx)) {
             Ok(()) => self.touch(id.token),
             Err(reason) => self.close(id.token, reason),
         }
@@ -331,7 +328,8 @@ impl EventLoop {
                 continue;
             }
             conn.armed = None;
-            match conn.on_timer(&mut self.ctx) {
+            let ctx = &mut self.ctx;
+            match guarded(|| conn.on_timer(ctx)) {
                 Ok(()) => self.touch(e.token),
                 Err(reason) => self.close(e.token, reason),
             }
@@ -494,4 +492,14 @@ impl EventLoop {
             self.run = Run::Done;
         }
     }
+}
+
+/// Runs one connection's input handling; a panic in it becomes an error
+/// that closes that connection alone.
+fn guarded(f: impl FnOnce() -> Result<(), CloseReason>) -> Result<(), CloseReason> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(CloseReason::Protocol(
+            "internal error (panic); see the log".into(),
+        ))
+    })
 }
