@@ -286,8 +286,15 @@ impl EventLoop {
                     let Some(conn) = self.conns.get_id(req.conn) else {
                         continue;
                     };
-                    conn.on_output(&mut self.ctx, req, head, body, end);
-                    self.touch(req.conn.token);
+                    let ctx = &mut self.ctx;
+                    let applied = guarded(|| {
+                        conn.on_output(ctx, req, head, body, end);
+                        Ok(())
+                    });
+                    match applied {
+                        Ok(()) => self.touch(req.conn.token),
+                        Err(reason) => self.close(req.conn.token, reason),
+                    }
                 }
                 Message::Resume { req } => self.resume(req.conn),
             }
