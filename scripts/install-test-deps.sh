@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the programs the integration tests drive (front servers, spawners,
-# load tools), and only those that are missing. Debian/Ubuntu (apt-get) only.
+# load tools) and the C++ compiler the fuzz-target check needs, and only
+# those that are missing. Debian/Ubuntu (apt-get) only.
 #
 # Not root, or no apt-get: print what is missing and go on; the tests that need
 # a missing tool then skip loudly (or fail under CI=true, which is the point).
@@ -21,6 +22,8 @@ TOOLS=(
     "git:git"
     "wrk:wrk"
     "curl:curl"
+    # `make test` checks the fuzz targets: libfuzzer-sys compiles libFuzzer's C++.
+    "c++:g++"
 )
 
 have() {
