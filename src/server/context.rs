@@ -153,9 +153,7 @@ impl Ctx {
     ) -> Result<Arc<Shared>, Refusal> {
         let path = routing_path(&params);
         let handler = self.router.route(&path).ok_or(Refusal::new(404))?.clone();
-        let declared = params
-            .get_str("CONTENT_LENGTH")
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let declared = declared_length(&params).ok_or(Refusal::new(400))?;
         if self.limits.max_body_bytes > 0
             && declared.is_some_and(|n| n > self.limits.max_body_bytes)
         {
@@ -198,6 +196,23 @@ impl Ctx {
     }
 }
 
+/// `CONTENT_LENGTH` as a number: `Some(None)` when absent or empty (nginx
+/// sends it empty for no body), `None` when it is no length a body could
+/// have (not decimal, or past u64), which is a bad request.
+fn declared_length(params: &Params) -> Option<Option<u64>> {
+    let Some(v) = params.get("CONTENT_LENGTH") else {
+        return Some(None);
+    };
+    let v = v.trim_ascii();
+    if v.is_empty() {
+        return Some(None);
+    }
+    if !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok().map(Some)
+}
+
 /// At most [`RateLimit::PER_SECOND`] lines a second; counts the rest.
 #[derive(Default)]
 struct RateLimit {
@@ -230,6 +245,17 @@ impl RateLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_length_must_be_a_length() {
+        let with = |v: &str| Params::from_pairs([(&b"CONTENT_LENGTH"[..], v.as_bytes())]);
+        assert_eq!(declared_length(&Params::default()), Some(None));
+        assert_eq!(declared_length(&with("")), Some(None));
+        assert_eq!(declared_length(&with(" 42 ")), Some(Some(42)));
+        for bad in ["-5", "12abc", "99999999999999999999999", "+1", "0x10"] {
+            assert_eq!(declared_length(&with(bad)), None, "{bad}");
+        }
+    }
 
     #[test]
     fn rate_limit_counts_what_it_drops() {
