@@ -45,6 +45,16 @@ impl Entry {
     }
 }
 
+/// Output of a request went out: its status (with the head) and bytes.
+pub fn note_output(log: &mut Option<Box<Entry>>, status: Option<u16>, bytes: usize) {
+    if let Some(e) = log.as_mut() {
+        if let Some(s) = status {
+            e.status = s;
+        }
+        e.bytes += bytes as u64;
+    }
+}
+
 pub enum Target {
     Stdout,
     File(Arc<LogFile>),

@@ -13,6 +13,7 @@ use super::message::{ConnId, End, ReqRef};
 use super::output::Output;
 use super::poller::Interest;
 use super::scgi_conn::ScgiConn;
+use super::shared::Shared;
 use crate::protocol::cgi_response::Head;
 use crate::spec::Protocol;
 
@@ -71,6 +72,16 @@ pub struct ConnIo {
     /// Requests begun and ended on this connection.
     pub begun: u64,
     pub ended: u64,
+}
+
+impl ConnIo {
+    /// Aborts a request's handler and releases the pause it may hold on
+    /// this connection's reading.
+    pub fn abort(&mut self, shared: &Shared) {
+        if shared.abort() {
+            self.paused_by = self.paused_by.saturating_sub(1);
+        }
+    }
 }
 
 pub struct Conn {

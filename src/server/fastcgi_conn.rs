@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access_log::Entry;
+use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
@@ -295,6 +295,7 @@ impl FcgiConn {
         if shared.req.key != r.key {
             return;
         }
+        let status = head.as_ref().map(|h| h.status);
         match head {
             Some(h) => {
                 let mut block = Vec::with_capacity(128 + body.len());
@@ -302,16 +303,11 @@ impl FcgiConn {
                 block.extend_from_slice(&body);
                 fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &block);
                 *head_sent = true;
-                if let Some(e) = req.log.as_mut() {
-                    e.status = h.status;
-                }
             }
             None => fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &body),
         }
         io.out.credit(shared, body.len());
-        if let Some(e) = req.log.as_mut() {
-            e.bytes += body.len() as u64;
-        }
+        note_output(&mut req.log, status, body.len());
         let app_status = match end {
             End::No => return,
             End::Complete => 0,
@@ -388,9 +384,7 @@ fn deadline(r: &FcgiReq, l: &Limits) -> Option<Instant> {
 /// Aborts a running request's handler, releasing any pause it holds.
 fn release(io: &mut ConnIo, phase: &Phase) {
     if let Phase::Running { shared, .. } = phase {
-        if shared.abort() {
-            io.paused_by = io.paused_by.saturating_sub(1);
-        }
+        io.abort(shared);
     }
 }
 

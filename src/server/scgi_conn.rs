@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access_log::Entry;
+use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
@@ -121,9 +121,7 @@ impl ScgiConn {
 
     fn refuse(&mut self, ctx: &mut Ctx, io: &mut ConnIo, refusal: Refusal) {
         if let Phase::Running { shared, .. } = &self.phase {
-            if shared.abort() {
-                io.paused_by = io.paused_by.saturating_sub(1);
-            }
+            io.abort(shared);
         }
         io.out.buf.extend_from_slice(&refusal.encode());
         self.set_status(refusal.status, true);
@@ -166,18 +164,14 @@ impl ScgiConn {
         if shared.req.key != r.key {
             return;
         }
+        let status = head.as_ref().map(|h| h.status);
         if let Some(h) = head {
             write_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
             *head_sent = true;
-            if let Some(e) = self.log.as_mut() {
-                e.status = h.status;
-            }
         }
         io.out.buf.extend_from_slice(&body);
         io.out.credit(shared, body.len());
-        if let Some(e) = self.log.as_mut() {
-            e.bytes += body.len() as u64;
-        }
+        note_output(&mut self.log, status, body.len());
         if end != End::No {
             self.set_status(500, false);
             self.finish(ctx, io);
