@@ -441,6 +441,13 @@ impl EventLoop {
                     self.run = Run::Done;
                 }
                 (Signal::Hup, _) => log::info!("HUP: nothing to restart in a single process"),
+                (Signal::Usr2, _) => {
+                    log::warn!("USR2: no binary upgrade in a single process; ignored")
+                }
+                (Signal::Ttin | Signal::Ttou, _) => log::warn!(
+                    "{}: no children to add or remove in a single process; ignored",
+                    if sig == Signal::Ttin { "TTIN" } else { "TTOU" }
+                ),
                 (Signal::Usr1, _) => {
                     crate::logfile::reopen_all();
                     log::info!("USR1: log files reopened");

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 
 /// What a signal asks of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,14 +15,25 @@ pub enum Signal {
     Quit,
     Hup,
     Usr1,
+    /// Binary upgrade under prefork; logged and ignored in one process.
+    Usr2,
+    /// One child more under prefork; logged and ignored in one process.
+    Ttin,
+    /// One child fewer under prefork; logged and ignored in one process.
+    Ttou,
 }
 
-const SIGNALS: [(i32, Signal); 5] = [
+/// Every signal of DESIGN.md's table: each gets a handler, so none keeps
+/// its default action (USR2 would end the process, TTIN/TTOU stop it).
+const SIGNALS: [(i32, Signal); 8] = [
     (SIGTERM, Signal::Term),
     (SIGINT, Signal::Int),
     (SIGQUIT, Signal::Quit),
     (SIGHUP, Signal::Hup),
     (SIGUSR1, Signal::Usr1),
+    (SIGUSR2, Signal::Usr2),
+    (SIGTTIN, Signal::Ttin),
+    (SIGTTOU, Signal::Ttou),
 ];
 
 /// One socket per signal, so the loop knows which arrived.
