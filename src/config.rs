@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use crate::server::privileges;
 use crate::spec::{ListenSpec, Protocol};
 
 /// One `--mount PREFIX=APP`.
@@ -433,8 +434,8 @@ impl ServeArgs {
                 .unwrap_or(d.cgi_stderr),
             socket_mode: opt("--socket-mode", &self.socket_mode, parse_socket_mode)?,
             socket_owner: opt("--socket-owner", &self.socket_owner, parse_socket_owner)?,
-            user: opt("--user", &self.user, parse_name)?,
-            group: opt("--group", &self.group, parse_name)?,
+            user: opt("--user", &self.user, parse_user)?,
+            group: opt("--group", &self.group, parse_group)?,
             pidfile: opt("--pidfile", &self.pidfile, parse_path)?,
             allow_from: each("--allow-from", &self.allow_from, parse_cidr)?,
             allow_uid: each("--allow-uid", &self.allow_uid, parse_id)?,
@@ -680,19 +681,38 @@ fn parse_socket_mode(s: &str) -> Result<u32, String> {
     }
 }
 
-/// `USER[:GROUP]`.
+/// `USER[:GROUP]`, each a name or a number that resolves here.
 fn parse_socket_owner(s: &str) -> Result<(String, Option<String>), String> {
     const EXPECTED: &str = "expected USER or USER:GROUP";
-    match s.split_once(':') {
-        None => Ok((parse_name(s).map_err(|_| EXPECTED)?, None)),
-        Some((user, group)) => {
-            let user = parse_name(user).map_err(|_| EXPECTED)?;
-            Ok((user, Some(parse_name(group).map_err(|_| EXPECTED)?)))
-        }
+    let (user, group) = match s.split_once(':') {
+        None => (parse_name(s).map_err(|_| EXPECTED)?, None),
+        Some((u, g)) => (
+            parse_name(u).map_err(|_| EXPECTED)?,
+            Some(parse_name(g).map_err(|_| EXPECTED)?),
+        ),
+    };
+    privileges::resolve_user(&user).map_err(|e| format!("user {user:?}: {e}"))?;
+    if let Some(g) = &group {
+        privileges::resolve_group(g).map_err(|e| format!("group {g:?}: {e}"))?;
     }
+    Ok((user, group))
 }
 
-/// A user or group name (or number, resolved when privileges are dropped).
+/// `--user`: a name or uid that exists here.
+fn parse_user(s: &str) -> Result<String, String> {
+    let name = parse_name(s)?;
+    privileges::resolve_user(&name)?;
+    Ok(name)
+}
+
+/// `--group`: a name or gid that exists here.
+fn parse_group(s: &str) -> Result<String, String> {
+    let name = parse_name(s)?;
+    privileges::resolve_group(&name)?;
+    Ok(name)
+}
+
+/// A user or group name or number.
 fn parse_name(s: &str) -> Result<String, String> {
     if s.is_empty() || s.contains([':', '\0']) || s.contains(char::is_whitespace) {
         return Err("expected a user or group name".into());
@@ -867,7 +887,7 @@ mod tests {
             "--socket-mode",
             "0660",
             "--socket-owner",
-            "www:web",
+            "www-data:nogroup",
             "-u",
             "nobody",
             "-g",
@@ -913,7 +933,10 @@ mod tests {
         assert_eq!(c.slow_threshold, Some(Duration::from_millis(250)));
         assert_eq!(c.cgi_stderr, CgiStderr::Both);
         assert_eq!(c.socket_mode, Some(0o660));
-        assert_eq!(c.socket_owner, Some(("www".into(), Some("web".into()))));
+        assert_eq!(
+            c.socket_owner,
+            Some(("www-data".into(), Some("nogroup".into())))
+        );
         assert_eq!(
             (c.user.as_deref(), c.group.as_deref()),
             (Some("nobody"), Some("nogroup"))
@@ -1051,7 +1074,7 @@ mod tests {
 
     #[test]
     fn socket_owners() {
-        assert_eq!(parse_socket_owner("www"), Ok(("www".into(), None)));
+        assert_eq!(parse_socket_owner("root"), Ok(("root".into(), None)));
         assert_eq!(
             parse_socket_owner("33:33"),
             Ok(("33".into(), Some("33".into())))

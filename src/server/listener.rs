@@ -14,10 +14,12 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage,
 };
 
+use super::privileges::Owner;
 use super::Error;
 use crate::spec::{Address, ListenSpec, Protocol};
 
@@ -30,11 +32,23 @@ pub struct Listener {
     created: Option<PathBuf>,
 }
 
-/// Unix socket options from the configuration.
-#[derive(Clone, Debug, Default)]
+/// What a Unix socket file that fastgate creates looks like.
+#[derive(Clone, Debug)]
 pub struct UnixOptions {
-    pub mode: Option<u32>,
-    pub owner: Option<(String, Option<String>)>,
+    /// `--socket-mode`; 0660 by default (owner and group may connect).
+    pub mode: u32,
+    /// Owner and group to chown to (`--socket-owner`, else `--user` /
+    /// `--group`); `None` keeps the running user's.
+    pub owner: Option<Owner>,
+}
+
+impl Default for UnixOptions {
+    fn default() -> Self {
+        UnixOptions {
+            mode: 0o660,
+            owner: None,
+        }
+    }
 }
 
 impl Listener {
@@ -45,7 +59,7 @@ impl Listener {
         };
         match &spec.address {
             Address::Tcp(addr) => {
-                let fd = bind_tcp(addr).map_err(|e| fail("cannot listen", &e))?;
+                let fd = bind_tcp(addr).map_err(|e| fail("cannot listen", &tcp_hint(addr, e)))?;
                 let real = local_tcp_addr(&fd).map_err(|e| fail("getsockname", &e))?;
                 let spec = ListenSpec {
                     protocol: spec.protocol,
@@ -59,7 +73,7 @@ impl Listener {
             }
             Address::Unix(path) => {
                 clear_stale(path).map_err(|e| Error::new(format!("--listen {spec}: {e}")))?;
-                let fd = bind_unix(path).map_err(|e| fail("cannot listen", &e))?;
+                let fd = bind_unix(path).map_err(|e| fail("cannot listen", &unix_hint(path, e)))?;
                 let l = Listener {
                     fd,
                     spec: spec.clone(),
@@ -162,6 +176,11 @@ impl Listener {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+
+    /// The socket file this listener created (and removes when dropped).
+    pub fn created_path(&self) -> Option<&Path> {
+        self.created.as_deref()
+    }
 }
 
 impl Drop for Listener {
@@ -217,7 +236,9 @@ fn local_tcp_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
 }
 
 /// Removes a socket file no process answers on; refuses a live one and any
-/// file that is not a socket.
+/// file that is not a socket. Only ECONNREFUSED means nobody listens: any
+/// other refusal (EACCES from another user's server, EAGAIN from a full
+/// backlog) leaves a live socket in place.
 fn clear_stale(path: &Path) -> Result<(), String> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -225,39 +246,70 @@ fn clear_stale(path: &Path) -> Result<(), String> {
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     if !meta.file_type().is_socket() {
-        return Err(format!("{}: exists and is not a socket", path.display()));
+        return Err(format!(
+            "{}: exists and is not a socket (remove it, or listen elsewhere)",
+            path.display()
+        ));
     }
     match UnixStream::connect(path) {
-        Ok(_) => Err(format!("{}: another process listens there", path.display())),
-        Err(_) => fs::remove_file(path)
+        Ok(_) => Err(format!(
+            "{}: another process listens there (stop it, or listen elsewhere)",
+            path.display()
+        )),
+        Err(e) if e.raw_os_error() == Some(Errno::ECONNREFUSED as i32) => fs::remove_file(path)
             .map_err(|e| format!("{}: cannot remove stale socket: {e}", path.display())),
+        Err(e) => Err(format!(
+            "{}: a socket is there and connecting to it fails with \"{e}\": \
+             another user's server may own it, so it is left alone \
+             (stop that server, or listen elsewhere)",
+            path.display()
+        )),
     }
 }
 
+/// The mode and owner a created socket file gets.
 fn apply_unix_options(path: &Path, opts: &UnixOptions) -> Result<(), String> {
-    if let Some(mode) = opts.mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("--socket-mode {mode:o}: {e}"))?;
-    }
-    if let Some((user, group)) = &opts.owner {
-        let u = nix::unistd::User::from_name(user)
-            .ok()
-            .flatten()
-            .ok_or_else(|| format!("--socket-owner {user:?}: no such user"))?;
-        let gid = match group {
-            Some(g) => {
-                nix::unistd::Group::from_name(g)
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| format!("--socket-owner {user}:{g}: no such group"))?
-                    .gid
-            }
-            None => u.gid,
-        };
-        nix::unistd::chown(path, Some(u.uid), Some(gid))
-            .map_err(|e| format!("--socket-owner {user:?}: {e}"))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(opts.mode))
+        .map_err(|e| format!("--socket-mode {:o}: {e}", opts.mode))?;
+    if let Some((uid, gid)) = opts.owner {
+        nix::unistd::chown(path, uid, gid).map_err(|e| {
+            format!(
+                "--socket-owner: chown {}: {e} (only root may give a file away)",
+                path.display()
+            )
+        })?;
     }
     Ok(())
+}
+
+/// A bind error on a TCP address, with what to do about it.
+fn tcp_hint(addr: &SocketAddr, e: io::Error) -> String {
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EADDRINUSE) => format!(
+            "{e}: another process listens on port {0} (find it with `ss -lntp 'sport = :{0}'`)",
+            addr.port()
+        ),
+        Some(Errno::EADDRNOTAVAIL) => {
+            format!("{e}: {} is not an address of this machine", addr.ip())
+        }
+        Some(Errno::EACCES) => {
+            format!("{e}: ports below 1024 need root (or CAP_NET_BIND_SERVICE); pick a higher port")
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// A bind error on a socket path, with what to do about it.
+fn unix_hint(path: &Path, e: io::Error) -> String {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::ENOENT) if !dir.exists() => format!(
+            "the directory {} does not exist (create it, e.g. with systemd's RuntimeDirectory=)",
+            dir.display()
+        ),
+        Some(Errno::EACCES) => format!("{e}: this user may not create files in {}", dir.display()),
+        _ => e.to_string(),
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {

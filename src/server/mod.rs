@@ -14,13 +14,14 @@ mod conn;
 mod context;
 mod event_loop;
 mod fastcgi_conn;
+mod janitor;
 pub mod listener;
 mod message;
 mod output;
 mod peer_filter;
 pub mod poller;
 mod pool;
-mod privileges;
+pub(crate) mod privileges;
 mod request;
 mod response;
 mod router;
@@ -32,6 +33,7 @@ mod timer;
 mod waker;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::context::Stats;
@@ -42,6 +44,7 @@ pub use self::router::{Handler, Router};
 use self::access_log::AccessLog;
 use self::context::{Ctx, Limits};
 use self::event_loop::EventLoop;
+use self::janitor::Janitor;
 use self::listener::{Listener, UnixOptions};
 use self::peer_filter::PeerFilter;
 use self::pool::Pool;
@@ -108,6 +111,8 @@ impl ServerBuilder {
         raise_fd_limit();
         let cfg = std::mem::take(&mut self.config);
         let listeners = open_listeners(&cfg)?;
+        write_pidfile(cfg.pidfile.as_deref())?;
+        let janitor = spawn_janitor(&cfg, &listeners)?;
         privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref())?;
         let waker = Arc::new(Waker::new().map_err(|e| Error::new(format!("eventfd: {e}")))?);
         let (sender, rx) = message::channel(waker.clone());
@@ -132,6 +137,7 @@ impl ServerBuilder {
             event_loop,
             specs,
             pidfile: cfg.pidfile,
+            janitor,
         })
     }
 }
@@ -140,7 +146,10 @@ impl ServerBuilder {
 pub struct Server {
     event_loop: EventLoop,
     specs: Vec<ListenSpec>,
-    pidfile: Option<std::path::PathBuf>,
+    pidfile: Option<PathBuf>,
+    /// Removes the socket files and pidfile at exit when root was dropped
+    /// (declared last: dropped after the listeners close).
+    janitor: Option<Janitor>,
 }
 
 impl Server {
@@ -160,10 +169,6 @@ impl Server {
 
     /// Serves until TERM/INT (graceful) or QUIT (at once).
     pub fn run(mut self) -> Result<(), Error> {
-        if let Some(path) = &self.pidfile {
-            std::fs::write(path, format!("{}\n", std::process::id()))
-                .map_err(|e| Error::new(format!("--pidfile {}: {e}", path.display())))?;
-        }
         let result = self
             .event_loop
             .run()
@@ -171,6 +176,11 @@ impl Server {
         if let Some(path) = &self.pidfile {
             let _ = std::fs::remove_file(path);
         }
+        // The listeners close first; then the janitor removes what this
+        // process, no longer root, could not.
+        let janitor = self.janitor.take();
+        drop(self);
+        drop(janitor);
         result
     }
 }
@@ -187,18 +197,75 @@ fn limits(cfg: &Config) -> Limits {
     }
 }
 
+/// `--pidfile`, written while still root (its directory is often `/run`).
+fn write_pidfile(path: Option<&Path>) -> Result<(), Error> {
+    let Some(path) = path else { return Ok(()) };
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(|e| {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        match dir {
+            Some(d) if !d.exists() => Error::new(format!(
+                "--pidfile {}: the directory {} does not exist",
+                path.display(),
+                d.display()
+            )),
+            _ => Error::new(format!("--pidfile {}: {e}", path.display())),
+        }
+    })
+}
+
+/// A janitor when root is dropped with files to remove at exit.
+fn spawn_janitor(cfg: &Config, listeners: &[Listener]) -> Result<Option<Janitor>, Error> {
+    let dropping = cfg.user.is_some() || cfg.group.is_some();
+    let mut files: Vec<PathBuf> = listeners
+        .iter()
+        .filter_map(|l| l.created_path().map(Path::to_path_buf))
+        .collect();
+    files.extend(cfg.pidfile.clone());
+    if !dropping || files.is_empty() || !nix::unistd::Uid::effective().is_root() {
+        return Ok(None);
+    }
+    Janitor::spawn(&files)
+        .map(Some)
+        .map_err(|e| Error::new(format!("fork (to remove the socket files at exit): {e}")))
+}
+
 /// `--listen` specs, else fd 0, else systemd's sockets, else the default.
 fn open_listeners(cfg: &Config) -> Result<Vec<Listener>, Error> {
     let unix = UnixOptions {
-        mode: cfg.socket_mode,
-        owner: cfg.socket_owner.clone(),
+        mode: cfg.socket_mode.unwrap_or(0o660),
+        owner: privileges::socket_owner(
+            cfg.socket_owner.as_ref(),
+            cfg.user.as_deref(),
+            cfg.group.as_deref(),
+        )?,
     };
+    let listeners = bind_listeners(cfg, &unix)?;
+    warn_root_only(&listeners, &unix);
+    Ok(listeners)
+}
+
+/// Root with no owner given: a socket of mode 0660 is root's alone, and a
+/// front server whose workers run as www-data gets EACCES (a 502).
+fn warn_root_only(listeners: &[Listener], unix: &UnixOptions) {
+    let others_may = unix.mode & 0o006 == 0o006;
+    if unix.owner.is_some() || others_may || !nix::unistd::Uid::effective().is_root() {
+        return;
+    }
+    for path in listeners.iter().filter_map(Listener::created_path) {
+        log::warn!(
+            "{}: only root may connect (mode {:04o}, owner root); a front server whose workers \
+             run as another user gets \"permission denied\": give --socket-owner (e.g. \
+             --socket-owner www-data:www-data) or --user/--group",
+            path.display(),
+            unix.mode
+        );
+    }
+}
+
+/// The listeners themselves, from the first source that has any.
+fn bind_listeners(cfg: &Config, unix: &UnixOptions) -> Result<Vec<Listener>, Error> {
     if !cfg.listen.is_empty() {
-        return cfg
-            .listen
-            .iter()
-            .map(|s| Listener::bind(s, &unix))
-            .collect();
+        return cfg.listen.iter().map(|s| Listener::bind(s, unix)).collect();
     }
     if let Some(l) = Listener::from_stdin() {
         return Ok(vec![l]);
@@ -210,7 +277,7 @@ fn open_listeners(cfg: &Config) -> Result<Vec<Listener>, Error> {
     let default: ListenSpec = "fastcgi://127.0.0.1:9000"
         .parse()
         .map_err(|e| Error::new(format!("{e}")))?;
-    Ok(vec![Listener::bind(&default, &unix)?])
+    Ok(vec![Listener::bind(&default, unix)?])
 }
 
 /// `--access-log`: stdout (`-`) or a file reopened on USR1.
