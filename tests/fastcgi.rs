@@ -1032,3 +1032,43 @@ fn a_megabyte_of_params_is_discarded_as_it_arrives() {
     c.request(2, true, &nginx_params("GET", "/ping", None), b"");
     assert_eq!(complete(&c.read_until_end(2), "ping").body_str(), "pong\n");
 }
+
+/// Caddy's fastcgi transport sends `CONTENT_LENGTH=-1` for a chunked
+/// request body: an unknown length, read to the end of STDIN, with
+/// `--max-body-bytes` still applied.
+#[test]
+fn a_negative_content_length_means_read_stdin_to_its_end() {
+    let server = tcp_server(&["--max-body-bytes", "100000"]);
+    let spec = server.spec(0);
+    for (size, status) in [(0, 200), (70_000, 200), (150_000, 413)] {
+        let body = pattern(size, 11);
+        let mut params = nginx_params("POST", "/echo", Some(size));
+        set_param(&mut params, "CONTENT_LENGTH", Some("-1"));
+        let mut c = FcgiConn::connect(&spec);
+        c.request(1, false, &params, &body);
+        let r = complete(&c.read_until_end(1), &format!("{size} bytes"));
+        assert_eq!(r.status, status, "{size} bytes: {:?}", r.body_str());
+        if status == 200 {
+            assert!(r.body == body, "{size} bytes: body differs");
+        }
+    }
+}
+
+/// Like PHP-FPM, a plain 200 goes out with no `Status:` line (Caddy would
+/// pass it on to its client as a header); every other status has one.
+#[test]
+fn a_plain_200_has_no_status_line() {
+    let server = tcp_server(&[]);
+    let spec = server.spec(0);
+    let mut c = FcgiConn::connect(&spec);
+    c.request(1, false, &nginx_params("GET", "/", None), b"");
+    let reply = c.read_until_end(1);
+    let head = String::from_utf8_lossy(&reply.stdout).to_string();
+    assert!(head.starts_with("Content-Type: text/plain\r\n"), "{head:?}");
+    assert!(!head.to_ascii_lowercase().contains("status:"), "{head:?}");
+    let only_echo = Server::start(&[TCP[0], TCP[1], "--mount", "/echo=echo"]);
+    let mut c = FcgiConn::connect(&only_echo.spec(0));
+    c.request(1, false, &nginx_params("GET", "/nowhere", None), b"");
+    let head = String::from_utf8_lossy(&c.read_until_end(1).stdout).to_string();
+    assert!(head.starts_with("Status: 404 Not Found\r\n"), "{head:?}");
+}

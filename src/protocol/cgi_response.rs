@@ -219,6 +219,29 @@ pub fn write_head(out: &mut Vec<u8>, status: u16, reason: &str, headers: &[(Stri
         push_clean(out, reason);
     }
     out.extend_from_slice(b"\r\n");
+    write_fields(out, headers);
+}
+
+/// As [`write_head`], for a response going to a front server: a plain
+/// `200 OK` carries no `Status` line, as PHP-FPM sends it (200 is a CGI
+/// response's default, and Caddy passes a `Status` header on to its
+/// client). With no other header the line stays, so the head is never
+/// empty (RFC 3875 wants at least one field).
+pub fn write_reply_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    reason: &str,
+    headers: &[(String, String)],
+) {
+    let plain_ok = status == 200 && (reason.is_empty() || reason == "OK");
+    if !plain_ok || headers.is_empty() {
+        return write_head(out, status, reason, headers);
+    }
+    write_fields(out, headers);
+}
+
+/// Each "Name: value\r\n", then the blank line that ends the head.
+fn write_fields(out: &mut Vec<u8>, headers: &[(String, String)]) {
     for (name, value) in headers {
         push_clean(out, name);
         out.extend_from_slice(b": ");
@@ -303,6 +326,27 @@ fn server_error_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_200_goes_to_the_front_server_without_a_status_line() {
+        let ct = [("Content-Type".to_string(), "text/plain".to_string())];
+        let head = |status, reason, headers: &[(String, String)]| {
+            let mut out = Vec::new();
+            write_reply_head(&mut out, status, reason, headers);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(head(200, "", &ct), "Content-Type: text/plain\r\n\r\n");
+        assert_eq!(head(200, "OK", &ct), "Content-Type: text/plain\r\n\r\n");
+        assert_eq!(
+            head(200, "Fine", &ct),
+            "Status: 200 Fine\r\nContent-Type: text/plain\r\n\r\n"
+        );
+        assert_eq!(head(200, "", &[]), "Status: 200 OK\r\n\r\n");
+        assert_eq!(
+            head(404, "", &ct),
+            "Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\n"
+        );
+    }
     use proptest::prelude::*;
 
     fn head(input: &[u8]) -> (usize, Head) {

@@ -13,7 +13,7 @@ use super::request::{routing_path, Request};
 use super::response::Response;
 use super::router::Router;
 use super::shared::Shared;
-use crate::protocol::cgi_response::{reason_phrase, write_head};
+use crate::protocol::cgi_response::{reason_phrase, write_reply_head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
 
@@ -71,7 +71,7 @@ impl Refusal {
             headers.push(("Retry-After".to_string(), "1".to_string()));
         }
         let mut out = Vec::with_capacity(128);
-        write_head(&mut out, self.status, reason, &headers);
+        write_reply_head(&mut out, self.status, reason, &headers);
         out.extend_from_slice(reason.to_ascii_lowercase().as_bytes());
         out.push(b'\n');
         out
@@ -197,14 +197,18 @@ impl Ctx {
 }
 
 /// `CONTENT_LENGTH` as a number: `Some(None)` when absent or empty (nginx
-/// sends it empty for no body), `None` when it is no length a body could
-/// have (not decimal, or past u64), which is a bad request.
+/// sends it empty for no body) or negative (Caddy sends `-1` for a chunked
+/// body: unknown, read STDIN to its end), `None` when it is no length a
+/// body could have (not decimal, or past u64), which is a bad request.
 fn declared_length(params: &Params) -> Option<Option<u64>> {
     let Some(v) = params.get("CONTENT_LENGTH") else {
         return Some(None);
     };
     let v = v.trim_ascii();
-    if v.is_empty() {
+    let negative = v
+        .strip_prefix(b"-")
+        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
+    if v.is_empty() || negative {
         return Some(None);
     }
     if !v.iter().all(u8::is_ascii_digit) {
@@ -252,7 +256,17 @@ mod tests {
         assert_eq!(declared_length(&Params::default()), Some(None));
         assert_eq!(declared_length(&with("")), Some(None));
         assert_eq!(declared_length(&with(" 42 ")), Some(Some(42)));
-        for bad in ["-5", "12abc", "99999999999999999999999", "+1", "0x10"] {
+        assert_eq!(declared_length(&with("-1")), Some(None), "Caddy, chunked");
+        assert_eq!(declared_length(&with("-5")), Some(None));
+        for bad in [
+            "-",
+            "--1",
+            "-x",
+            "12abc",
+            "99999999999999999999999",
+            "+1",
+            "0x10",
+        ] {
             assert_eq!(declared_length(&with(bad)), None, "{bad}");
         }
     }
