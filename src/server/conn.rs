@@ -72,6 +72,9 @@ pub struct ConnIo {
     /// Requests begun and ended on this connection.
     pub begun: u64,
     pub ended: u64,
+    /// The peer shut its sending side after complete requests (a
+    /// half-close): they are answered, then the connection closes.
+    pub peer_shut: bool,
 }
 
 impl ConnIo {
@@ -119,6 +122,7 @@ impl Conn {
                 peer,
                 begun: 0,
                 ended: 0,
+                peer_shut: false,
             },
             proto,
             state: ConnState::Open,
@@ -139,13 +143,49 @@ impl Conn {
         let read = self.may_read();
         // Not reading, but a client that leaves must still abort its
         // requests (a FIN alone would otherwise go unseen while paused).
-        let hangup = !read && self.state == ConnState::Open;
+        let hangup = !read && self.state == ConnState::Open && !self.io.peer_shut;
         Interest::new(read, !self.io.out.is_empty()).with_hangup(hangup)
     }
 
     /// Open, not paused by an unread body, not behind on its output.
     fn may_read(&self) -> bool {
-        self.state == ConnState::Open && self.io.paused_by == 0 && self.io.out.pending() < OUT_HIGH
+        self.state == ConnState::Open
+            && self.io.paused_by == 0
+            && self.io.out.pending() < OUT_HIGH
+            && !self.io.peer_shut
+    }
+
+    /// A hang-up reported while reading is paused: a half-close after
+    /// complete requests with nothing left unread lets them finish; any
+    /// other (input still unread, a second report) means the peer is gone.
+    pub fn on_hangup_while_paused(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
+        if self.io.peer_shut || self.stream.unread_bytes() > 0 {
+            return Err(CloseReason::PeerClosed);
+        }
+        self.on_peer_shutdown(ctx)
+    }
+
+    /// The peer shut its sending side (a read gave 0, or a hang-up came
+    /// while paused). After complete requests that is a half-close, as some
+    /// clients and proxies send, and they are answered before the
+    /// connection closes, unless the peer closed for good (a Unix socket
+    /// tells) or asked FCGI_KEEP_CONN (a connection meant to live on that
+    /// ends is nginx's abort). With nothing in flight it is an ordinary
+    /// close; with a request still incomplete the client left, and its
+    /// requests abort.
+    pub fn on_peer_shutdown(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
+        let half_close = match &self.proto {
+            Proto::FastCgi(f) => f.input_complete() && !f.keeps_conn(),
+            Proto::Scgi(s) => s.input_complete(),
+            Proto::Detect => false,
+        };
+        let served = half_close && self.in_flight() > 0 && self.rbuf.is_empty();
+        if !served || self.stream.peer_closed_for_good() {
+            return Err(CloseReason::PeerClosed);
+        }
+        self.io.peer_shut = true;
+        self.after_protocol_step(ctx);
+        Ok(())
     }
 
     /// Reads what the socket has (a bounded number of times, for fairness)
@@ -156,7 +196,7 @@ impl Conn {
                 return Ok(());
             }
             let n = match self.stream.read(scratch) {
-                Ok(0) => return Err(CloseReason::PeerClosed),
+                Ok(0) => return self.on_peer_shutdown(ctx),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -247,7 +287,7 @@ impl Conn {
             self.seen_ended = self.io.ended;
             self.last_active = ctx.now;
         }
-        if self.in_flight() == 0 && ctx.draining {
+        if self.in_flight() == 0 && (ctx.draining || self.io.peer_shut) {
             self.io.out.close_after = true;
         }
         if self.io.out.close_after && self.state == ConnState::Open {

@@ -172,9 +172,12 @@ impl EventLoop {
         };
         if ev.readable && conn.state == ConnState::Open && !conn.interest.readable() {
             // Not asked to read (an unread body paused it), yet reported:
-            // an error or hang-up, which would be reported again on every
-            // wait. The peer is gone; its requests are aborted now.
-            return self.close(token, CloseReason::PeerClosed);
+            // a hang-up or an error, which would be reported again on
+            // every wait unless acted on now.
+            return match conn.on_hangup_while_paused(&mut self.ctx) {
+                Ok(()) => self.touch(token),
+                Err(reason) => self.close(token, reason),
+            };
         }
         if let (true, ConnState::Lingering { .. }) = (ev.readable, conn.state) {
             return match conn.discard(&mut self.scratch) {

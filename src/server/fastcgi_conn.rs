@@ -12,7 +12,7 @@ use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
 use super::shared::{Input, Shared};
-use crate::protocol::cgi_response::{write_head, Head};
+use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::{
     self as fcgi, Decoder, Event, ProtocolStatus, RecordType, Role, Stream,
 };
@@ -58,6 +58,21 @@ impl FcgiConn {
 
     pub fn in_flight(&self) -> usize {
         self.reqs.len()
+    }
+
+    /// Whether a request in flight asked FCGI_KEEP_CONN.
+    pub fn keeps_conn(&self) -> bool {
+        self.reqs.values().any(|r| r.keep_conn)
+    }
+
+    /// Whether every request in flight has all its input (PARAMS, STDIN,
+    /// and DATA for a FILTER) and no record is cut in half.
+    pub fn input_complete(&self) -> bool {
+        self.decoder.is_between_records()
+            && self.reqs.values().all(|r| match &r.phase {
+                Phase::Params { .. } => false,
+                Phase::Running { shared, .. } => shared.input_complete(),
+            })
     }
 
     /// Decodes and handles records until the input is used up or a
@@ -299,7 +314,7 @@ impl FcgiConn {
         match head {
             Some(h) => {
                 let mut block = Vec::with_capacity(128 + body.len());
-                write_head(&mut block, h.status, &h.reason, &h.headers);
+                write_reply_head(&mut block, h.status, &h.reason, &h.headers);
                 block.extend_from_slice(&body);
                 fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &block);
                 *head_sent = true;

@@ -344,6 +344,36 @@ impl Stream {
         }
     }
 
+    /// Bytes received and not read yet (FIONREAD); 0 if it cannot tell.
+    pub fn unread_bytes(&self) -> usize {
+        let mut n: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through the pointer, which
+        // points at `n` on this stack; the fd is open while `self` lives.
+        let rc = unsafe { nix::libc::ioctl(self.raw_fd(), nix::libc::FIONREAD, &mut n) };
+        if rc == 0 {
+            usize::try_from(n).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+
+    /// Whether the peer closed both directions, not just its sending side.
+    /// Only a Unix socket tells (POLLHUP, always reported, once the peer is
+    /// gone); over TCP a close and a half-close both arrive as one FIN, so
+    /// this is false there.
+    pub fn peer_closed_for_good(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Stream::Unix(s) = self else {
+            return false;
+        };
+        let mut fds = [PollFd::new(s.as_fd(), PollFlags::empty())];
+        let ready = poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0;
+        ready
+            && fds[0]
+                .revents()
+                .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    }
+
     /// Shuts our sending side down (the peer reads an end of stream).
     pub fn shutdown_write(&self) -> io::Result<()> {
         match self {

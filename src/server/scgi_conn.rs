@@ -11,7 +11,7 @@ use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
 use super::shared::{Input, Shared};
-use crate::protocol::cgi_response::{write_head, Head};
+use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::scgi::{self, Header};
 use crate::protocol::Error;
@@ -45,6 +45,15 @@ impl ScgiConn {
 
     pub fn in_flight(&self) -> usize {
         matches!(self.phase, Phase::Running { .. }) as usize
+    }
+
+    /// Whether the whole request (header and body) has arrived.
+    pub fn input_complete(&self) -> bool {
+        match self.phase {
+            Phase::Header => false,
+            Phase::Running { remaining, .. } => remaining == 0,
+            Phase::Done => true,
+        }
     }
 
     /// Handles input; returns the bytes used (a partial header uses none,
@@ -166,7 +175,7 @@ impl ScgiConn {
         }
         let status = head.as_ref().map(|h| h.status);
         if let Some(h) = head {
-            write_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
+            write_reply_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
             *head_sent = true;
         }
         io.out.buf.extend_from_slice(&body);
