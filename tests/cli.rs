@@ -2,7 +2,11 @@
 //! naming the flag, help works, and `fastgate request` reports a backend it
 //! cannot reach. Server round trips live in the per-capability test files.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::Server;
 
 fn fastgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastgate"));
@@ -50,6 +54,17 @@ fn bad_values_exit_2_naming_the_flag() {
     assert!(err.contains("hello"), "the known apps are listed: {err}");
     let err = assert_refused(&["--listen", "http://127.0.0.1:1"], &[], "--listen");
     assert!(err.contains("not available in this build"), "{err}");
+}
+
+#[test]
+fn unix_prefix_is_the_bare_socket_path() {
+    let server = Server::start(&["--listen", "unix:{dir}/a.sock"]);
+    let spec = format!("unix:{}", server.unix_path(0).display());
+    let out = fastgate(&["request", &spec, "/", "-o"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"Hello, world!\n");
+    let err = assert_refused(&["--listen", "unix:a.sock"], &[], "--listen");
+    assert!(err.contains("must be absolute"), "{err}");
 }
 
 #[test]
