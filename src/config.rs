@@ -5,6 +5,7 @@
 //! same way, naming the flag and the value:
 //! `--idle-timeout "5x": expected a duration like 500ms, 30s or 5m`.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -207,7 +208,7 @@ fn mask_v6(len: u8) -> u128 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     /// The long flag, e.g. `--max-reqs`.
-    pub flag: &'static str,
+    pub flag: String,
     /// The value as given.
     pub value: String,
     /// What is wrong: lowercase, no final period.
@@ -218,9 +219,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    pub(crate) fn new(flag: &str, value: &str, reason: impl Into<String>) -> Error {
         Error {
-            flag,
+            flag: flag.to_string(),
             value: value.to_string(),
             reason: reason.into(),
             env: None,
@@ -234,7 +235,7 @@ impl Error {
         // `try_contains_id` first: `value_source` panics on an unknown id.
         let known = matches.try_contains_id(&id).is_ok();
         if known && matches.value_source(&id) == Some(ValueSource::EnvVariable) {
-            self.env = Some(env_name(self.flag));
+            self.env = Some(env_name(&self.flag));
         }
         self
     }
@@ -251,6 +252,47 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// Refuses a `FASTGATE_*` variable of `fastgate serve` that is set but
+/// empty or blank (only spaces and commas), unless the command line gives
+/// the option anyway. clap takes an empty variable as unset, so a
+/// `FASTGATE_LISTEN=` left by a script would silently mean the default
+/// listener. `lookup` reads the environment (`std::env::var_os`).
+pub fn check_env(
+    matches: &ArgMatches,
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Result<(), Error> {
+    let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    for arg in cmd.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let var = var.to_string_lossy();
+        let Some(value) = lookup(&var) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        if !value.trim_matches([',', ' ', '\t', '\n']).is_empty()
+            || from_command_line(matches, arg.get_id().as_str())
+        {
+            continue;
+        }
+        let mut err = Error::new(
+            &format!("--{long}"),
+            &value,
+            format!("set but empty: give {var} a value, or unset it"),
+        );
+        err.env = Some(var.into_owned());
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
+    // `try_contains_id` first: `value_source` panics on an unknown id.
+    matches.try_contains_id(id).is_ok()
+        && matches.value_source(id) == Some(ValueSource::CommandLine)
+}
 
 /// `--max-reqs` → `FASTGATE_MAX_REQS`.
 fn env_name(flag: &str) -> String {
@@ -396,8 +438,8 @@ impl ServeArgs {
         let d = Config::default();
         let (min_threads, max_threads) = self.threads(&d)?;
         Ok(Config {
-            listen: parse_listens(&self.listen)?,
-            mounts: parse_mounts(&self.mount)?,
+            listen: parse_listens(&items("--listen", &self.listen)?)?,
+            mounts: parse_mounts(&items("--mount", &self.mount)?)?,
             cgi_roots: each("--cgi-root", &self.cgi_root, parse_path)?,
             cgi_allow_root: self.cgi_allow_root,
             processes: opt("--processes", &self.processes, parse_processes)?.unwrap_or(d.processes),
@@ -490,13 +532,31 @@ fn opt<T>(
     value.as_deref().map(|v| check(flag, v, parse)).transpose()
 }
 
-/// A repeatable option.
+/// A repeatable option, its items trimmed (see [`items`]).
 fn each<T>(
     flag: &'static str,
     values: &[String],
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Vec<T>, Error> {
+    let values = items(flag, values)?;
     values.iter().map(|v| check(flag, v, &parse)).collect()
+}
+
+/// The items of a repeatable option, each trimmed, so that
+/// `FASTGATE_LISTEN="a:1, b:2"` reads as two specs. An empty item (a
+/// trailing or doubled comma) is skipped, as a stray comma means nothing
+/// else; an option given with no item at all is refused.
+fn items<'a>(flag: &'static str, values: &'a [String]) -> Result<Vec<&'a str>, Error> {
+    let kept: Vec<&str> = values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if kept.is_empty() && !values.is_empty() {
+        let reason = "empty: give one value, or several separated by commas";
+        return Err(Error::new(flag, &values.join(","), reason));
+    }
+    Ok(kept)
 }
 
 /// A size or count of at least `min`.
@@ -587,7 +647,7 @@ fn zero_is_none(s: &str) -> Result<Option<Duration>, String> {
 }
 
 /// Every `--listen`, none twice.
-fn parse_listens(values: &[String]) -> Result<Vec<ListenSpec>, Error> {
+fn parse_listens(values: &[&str]) -> Result<Vec<ListenSpec>, Error> {
     let mut specs: Vec<ListenSpec> = Vec::with_capacity(values.len());
     for v in values {
         let spec = check("--listen", v, parse_listen)?;
@@ -613,7 +673,7 @@ fn parse_listen(s: &str) -> Result<ListenSpec, String> {
 }
 
 /// Every `--mount`, no prefix twice.
-fn parse_mounts(values: &[String]) -> Result<Vec<Mount>, Error> {
+fn parse_mounts(values: &[&str]) -> Result<Vec<Mount>, Error> {
     let mut mounts: Vec<Mount> = Vec::with_capacity(values.len());
     for v in values {
         let mount = check("--mount", v, parse_mount)?;
@@ -756,7 +816,7 @@ fn parse_log_target(s: &str) -> Result<LogTarget, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     /// `fastgate serve` alone, to run the real clap definitions.
     #[derive(Parser)]
@@ -967,7 +1027,7 @@ mod tests {
             ("--pidfile", ""),
         ] {
             let e = config(&[flag, value]).expect_err(value);
-            assert_eq!((e.flag, e.value.as_str()), (flag, value));
+            assert_eq!((e.flag.as_str(), e.value.as_str()), (flag, value));
         }
     }
 
@@ -1093,6 +1153,43 @@ mod tests {
             parse_log_target("/x.log"),
             Ok(LogTarget::File("/x.log".into()))
         );
+    }
+
+    #[test]
+    fn list_items_are_trimmed_and_empty_ones_skipped() {
+        let c = config(&["-l", "127.0.0.1:1, /a.sock,", "-m", " /=hello ,,/e=echo"]).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.listen[1].to_string(), "/a.sock");
+        assert_eq!(c.mounts.len(), 2);
+        let c = config(&["--allow-uid", "0, 33", "--allow-from", " ::1 "]).unwrap();
+        assert_eq!((c.allow_uid, c.allow_from.len()), (vec![0, 33], 1));
+        let c = config(&["--cgi-root", "/a, /b", "--allow-gid", "1 ,2"]).unwrap();
+        assert_eq!((c.cgi_roots.len(), c.allow_gid), (2, vec![1, 2]));
+        assert_eq!(
+            error(&["-l", " , "]),
+            r#"--listen " , ": empty: give one value, or several separated by commas"#
+        );
+        assert!(error(&["--allow-uid", ""]).starts_with(r#"--allow-uid "": empty"#));
+    }
+
+    #[test]
+    fn a_set_but_empty_variable_is_refused() {
+        let matches = |argv: &[&str]| {
+            let argv = std::iter::once("serve").chain(argv.iter().copied());
+            Serve::command().try_get_matches_from(argv).unwrap()
+        };
+        let env = |value: &'static str| {
+            move |name: &str| (name == "FASTGATE_LISTEN").then(|| OsString::from(value))
+        };
+        let err = check_env(&matches(&[]), env("")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"--listen "" (from FASTGATE_LISTEN): set but empty: give FASTGATE_LISTEN a value, or unset it"#
+        );
+        assert!(check_env(&matches(&[]), env(" , ")).is_err());
+        assert!(check_env(&matches(&[]), env("127.0.0.1:1")).is_ok());
+        assert!(check_env(&matches(&["-l", "127.0.0.1:1"]), env("")).is_ok());
+        assert!(check_env(&matches(&[]), |_| None).is_ok());
     }
 
     #[test]

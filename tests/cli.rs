@@ -68,6 +68,33 @@ fn unix_prefix_is_the_bare_socket_path() {
 }
 
 #[test]
+fn environment_lists_may_have_spaces_around_commas() {
+    let dir = common::TempDir::new();
+    let mut cmd = common::serve_command(&[]);
+    let (a, b) = (dir.join("a.sock"), dir.join("b.sock"));
+    cmd.env("FASTGATE_LISTEN", format!("{a}, unix:{b} ,"));
+    cmd.env("FASTGATE_MOUNT", "/=hello, /echo=echo");
+    let server = Server::spawn(cmd, dir, 2);
+    assert_eq!(server.specs(), [a, b.clone()]);
+    let out = fastgate(&["request", &b, "/echo", "-d", "hi", "-o"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"hi");
+}
+
+#[test]
+fn a_set_but_empty_variable_is_an_error() {
+    for value in ["", " , "] {
+        let err = assert_refused(&[], &[("FASTGATE_LISTEN", value)], "--listen");
+        assert!(
+            err.contains("(from FASTGATE_LISTEN): set but empty"),
+            "{err}"
+        );
+    }
+    let err = assert_refused(&[], &[("FASTGATE_MAX_REQS", "")], "--max-reqs");
+    assert!(err.contains("give FASTGATE_MAX_REQS a value"), "{err}");
+}
+
+#[test]
 fn bad_environment_values_exit_2_naming_flag_and_variable() {
     let err = assert_refused(&[], &[("FASTGATE_MAX_REQS", "0")], "--max-reqs");
     assert!(err.contains("FASTGATE_MAX_REQS"), "{err}");
