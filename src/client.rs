@@ -602,22 +602,37 @@ pub struct RequestArgs {
     #[arg(value_name = "URI", default_value = "/")]
     pub uri: String,
     /// Request method [default: GET, or POST with --data]
-    #[arg(short = 'X', long, value_name = "METHOD")]
+    #[arg(short = 'X', long, value_name = "METHOD", allow_hyphen_values = true)]
     pub method: Option<String>,
     /// Request body, or @FILE to read it from a file
     #[arg(short, long, value_name = "STRING|@FILE", allow_hyphen_values = true)]
     pub data: Option<String>,
     /// An HTTP header, sent as an HTTP_NAME param (repeatable)
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        allow_hyphen_values = true
+    )]
     pub headers: Vec<String>,
     /// An extra param, replacing one of the same name (repeatable)
-    #[arg(long = "param", value_name = "NAME=VALUE")]
+    #[arg(long = "param", value_name = "NAME=VALUE", allow_hyphen_values = true)]
     pub params: Vec<String>,
     /// Time allowed for the whole request
-    #[arg(long, value_name = "D", default_value = "30s")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        default_value = "30s"
+    )]
     pub timeout: String,
     /// FastCGI role: responder, authorizer or filter (the body goes as FCGI_DATA)
-    #[arg(long, value_name = "ROLE", default_value = "responder")]
+    #[arg(
+        long,
+        value_name = "ROLE",
+        allow_hyphen_values = true,
+        default_value = "responder"
+    )]
     pub role: String,
     /// Send the request without FCGI_KEEP_CONN, and check that the backend closes
     #[arg(long)]
@@ -822,6 +837,11 @@ mod tests {
             (&["/a.sock", "--param", "novalue"], "--param"),
             (&["/a.sock", "--timeout", "0"], "--timeout"),
             (&["/a.sock", "--role", "x"], "--role"),
+            (&["/a.sock", "--timeout", "-3s"], "--timeout"),
+            (&["/a.sock", "--role", "-x"], "--role"),
+            (&["/a.sock", "-X", "-G T"], "--method"),
+            (&["/a.sock", "-H", "-x"], "--header"),
+            (&["/a.sock", "--param", "-x"], "--param"),
         ] {
             assert_eq!(options(argv).unwrap_err().flag, flag, "{argv:?}");
         }

@@ -312,6 +312,7 @@ pub struct ServeArgs {
         short,
         long,
         value_name = "SPEC",
+        allow_hyphen_values = true,
         env = "FASTGATE_LISTEN",
         value_delimiter = ','
     )]
@@ -321,6 +322,7 @@ pub struct ServeArgs {
         short,
         long,
         value_name = "PREFIX=APP",
+        allow_hyphen_values = true,
         env = "FASTGATE_MOUNT",
         value_delimiter = ','
     )]
@@ -329,6 +331,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "DIR",
+        allow_hyphen_values = true,
         env = "FASTGATE_CGI_ROOT",
         value_delimiter = ','
     )]
@@ -337,69 +340,173 @@ pub struct ServeArgs {
     #[arg(long, env = "FASTGATE_CGI_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
     pub cgi_allow_root: bool,
     /// Prefork N children; auto = number of CPUs; 1 = no master [default: 1]
-    #[arg(short, long, value_name = "N|auto", env = "FASTGATE_PROCESSES")]
+    #[arg(
+        short,
+        long,
+        value_name = "N|auto",
+        allow_hyphen_values = true,
+        env = "FASTGATE_PROCESSES"
+    )]
     pub processes: Option<String>,
     /// Worker threads kept per process [default: 2]
-    #[arg(long, value_name = "N", env = "FASTGATE_MIN_THREADS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MIN_THREADS"
+    )]
     pub min_threads: Option<String>,
     /// Worker threads at most per process [default: 32]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_THREADS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_THREADS"
+    )]
     pub max_threads: Option<String>,
     /// Requests waiting for a worker before new ones get 503 [default: 1024]
-    #[arg(long, value_name = "N", env = "FASTGATE_QUEUE")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_QUEUE"
+    )]
     pub queue: Option<String>,
     /// Connections per process before accepting pauses [default: 10000]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_CONNS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_CONNS"
+    )]
     pub max_conns: Option<String>,
     /// Concurrent requests per FastCGI connection, FCGI_MAX_REQS [default: 128]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_REQS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_REQS"
+    )]
     pub max_reqs: Option<String>,
     /// Recycle a child after N requests (prefork); 0 = never [default: 0]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_REQUESTS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_REQUESTS"
+    )]
     pub max_requests: Option<String>,
     /// Total size of one request's params; past it 431 [default: 131072]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_PARAMS_BYTES")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_PARAMS_BYTES"
+    )]
     pub max_params_bytes: Option<String>,
     /// Request body limit, 413 past it; 0 = none [default: 0]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_BODY_BYTES")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_BODY_BYTES"
+    )]
     pub max_body_bytes: Option<String>,
     /// Close a kept-alive connection idle this long [default: 60s]
-    #[arg(long, value_name = "D", env = "FASTGATE_IDLE_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_IDLE_TIMEOUT"
+    )]
     pub idle_timeout: Option<String>,
     /// Time allowed for a request's params to arrive [default: 10s]
-    #[arg(long, value_name = "D", env = "FASTGATE_HEADER_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_HEADER_TIMEOUT"
+    )]
     pub header_timeout: Option<String>,
     /// Time allowed from dispatch to the end of the response; 0 = none [default: 0]
-    #[arg(long, value_name = "D", env = "FASTGATE_REQUEST_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_REQUEST_TIMEOUT"
+    )]
     pub request_timeout: Option<String>,
     /// How long a graceful stop waits for requests in flight [default: 30s]
-    #[arg(long, value_name = "D", env = "FASTGATE_SHUTDOWN_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SHUTDOWN_TIMEOUT"
+    )]
     pub shutdown_timeout: Option<String>,
     /// Count and log requests slower than this; 0 = off [default: 0]
-    #[arg(long, value_name = "D", env = "FASTGATE_SLOW_THRESHOLD")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SLOW_THRESHOLD"
+    )]
     pub slow_threshold: Option<String>,
     /// Where a CGI script's stderr goes: log, fastcgi or both [default: log]
-    #[arg(long, value_name = "WHERE", env = "FASTGATE_CGI_STDERR")]
+    #[arg(
+        long,
+        value_name = "WHERE",
+        allow_hyphen_values = true,
+        env = "FASTGATE_CGI_STDERR"
+    )]
     pub cgi_stderr: Option<String>,
     /// Permissions of created Unix sockets, octal (660, 0660)
-    #[arg(long, value_name = "OCTAL", env = "FASTGATE_SOCKET_MODE")]
+    #[arg(
+        long,
+        value_name = "OCTAL",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SOCKET_MODE"
+    )]
     pub socket_mode: Option<String>,
     /// Owner of created Unix sockets
-    #[arg(long, value_name = "USER[:GROUP]", env = "FASTGATE_SOCKET_OWNER")]
+    #[arg(
+        long,
+        value_name = "USER[:GROUP]",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SOCKET_OWNER"
+    )]
     pub socket_owner: Option<String>,
     /// Drop privileges to this user after binding
-    #[arg(short, long, value_name = "USER", env = "FASTGATE_USER")]
+    #[arg(
+        short,
+        long,
+        value_name = "USER",
+        allow_hyphen_values = true,
+        env = "FASTGATE_USER"
+    )]
     pub user: Option<String>,
     /// Drop privileges to this group after binding
-    #[arg(short, long, value_name = "GROUP", env = "FASTGATE_GROUP")]
+    #[arg(
+        short,
+        long,
+        value_name = "GROUP",
+        allow_hyphen_values = true,
+        env = "FASTGATE_GROUP"
+    )]
     pub group: Option<String>,
     /// Write the master's (or single process's) pid here
-    #[arg(long, value_name = "PATH", env = "FASTGATE_PIDFILE")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        allow_hyphen_values = true,
+        env = "FASTGATE_PIDFILE"
+    )]
     pub pidfile: Option<String>,
     /// Refuse TCP peers outside every listed network (10.0.0.0/8, ::1)
     #[arg(
         long,
         value_name = "CIDR",
+        allow_hyphen_values = true,
         env = "FASTGATE_ALLOW_FROM",
         value_delimiter = ','
     )]
@@ -408,6 +515,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "UID",
+        allow_hyphen_values = true,
         env = "FASTGATE_ALLOW_UID",
         value_delimiter = ','
     )]
@@ -416,18 +524,34 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "GID",
+        allow_hyphen_values = true,
         env = "FASTGATE_ALLOW_GID",
         value_delimiter = ','
     )]
     pub allow_gid: Vec<String>,
     /// One line per request to this file, or - for stdout
-    #[arg(long, value_name = "PATH|-", env = "FASTGATE_ACCESS_LOG")]
+    #[arg(
+        long,
+        value_name = "PATH|-",
+        allow_hyphen_values = true,
+        env = "FASTGATE_ACCESS_LOG"
+    )]
     pub access_log: Option<String>,
     /// Access log format: text or json [default: text]
-    #[arg(long, value_name = "FORMAT", env = "FASTGATE_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        allow_hyphen_values = true,
+        env = "FASTGATE_LOG_FORMAT"
+    )]
     pub log_format: Option<String>,
     /// Where log lines go [default: stderr]
-    #[arg(long, value_name = "PATH", env = "FASTGATE_ERROR_LOG")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        allow_hyphen_values = true,
+        env = "FASTGATE_ERROR_LOG"
+    )]
     pub error_log: Option<String>,
 }
 
@@ -1036,6 +1160,26 @@ mod tests {
         assert_eq!(
             error(&["--queue=-1"]),
             r#"--queue "-1": expected a whole number"#
+        );
+    }
+
+    #[test]
+    fn a_value_starting_with_a_hyphen_is_the_flags_value() {
+        let cmd = Serve::command();
+        let longs = cmd
+            .get_arguments()
+            .filter(|a| a.get_action().takes_values());
+        for long in longs.filter_map(|a| a.get_long()) {
+            let flag = format!("--{long}");
+            let argv = ["serve", &flag, "-3"];
+            let args = Serve::try_parse_from(argv).unwrap_or_else(|e| panic!("{flag}: {e}"));
+            if let Err(e) = args.args.into_config() {
+                assert_eq!((e.flag.as_str(), e.value.as_str()), (flag.as_str(), "-3"));
+            }
+        }
+        assert_eq!(
+            error(&["--max-reqs", "-3"]),
+            r#"--max-reqs "-3": expected a whole number"#
         );
     }
 

@@ -95,6 +95,19 @@ fn a_set_but_empty_variable_is_an_error() {
 }
 
 #[test]
+fn a_negative_number_is_the_flags_bad_value() {
+    let err = assert_refused(&["--max-reqs", "-3"], &[], "--max-reqs");
+    assert_eq!(
+        err,
+        "fastgate: --max-reqs \"-3\": expected a whole number\n"
+    );
+    assert_refused(&["--idle-timeout", "-1s"], &[], "--idle-timeout");
+    let out = fastgate(&["request", "127.0.0.1:9", "--timeout", "-1s"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("fastgate: --timeout \"-1s\": "));
+}
+
+#[test]
 fn bad_environment_values_exit_2_naming_flag_and_variable() {
     let err = assert_refused(&[], &[("FASTGATE_MAX_REQS", "0")], "--max-reqs");
     assert!(err.contains("FASTGATE_MAX_REQS"), "{err}");
