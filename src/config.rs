@@ -336,9 +336,20 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cgi_root: Vec<String>,
-    /// Let the cgi app run scripts while fastgate runs as root with no --user
-    #[arg(long, env = "FASTGATE_CGI_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
-    pub cgi_allow_root: bool,
+    /// Let the cgi app run scripts while fastgate runs as root with no --user;
+    /// FASTGATE_CGI_ALLOW_ROOT takes true or false
+    // A string checked by `into_config`, as every other value, so that a bad
+    // FASTGATE_CGI_ALLOW_ROOT is named: clap's own error would not say
+    // where the value came from.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "FASTGATE_CGI_ALLOW_ROOT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub cgi_allow_root: Option<String>,
     /// Prefork N children; auto = number of CPUs; 1 = no master [default: 1]
     #[arg(
         short,
@@ -565,7 +576,8 @@ impl ServeArgs {
             listen: parse_listens(&items("--listen", &self.listen)?)?,
             mounts: parse_mounts(&items("--mount", &self.mount)?)?,
             cgi_roots: each("--cgi-root", &self.cgi_root, parse_path)?,
-            cgi_allow_root: self.cgi_allow_root,
+            cgi_allow_root: opt("--cgi-allow-root", &self.cgi_allow_root, parse_bool)?
+                .unwrap_or(d.cgi_allow_root),
             processes: opt("--processes", &self.processes, parse_processes)?.unwrap_or(d.processes),
             min_threads,
             max_threads,
@@ -718,6 +730,15 @@ fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
     move |s| match parse_number(s)? {
         n if n < min || n > max => Err(format!("must be between {min} and {max}")),
         n => Ok(n),
+    }
+}
+
+/// A yes-or-no value, spelled as clap's boolish values are.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "y" | "on" | "1" => Ok(true),
+        "false" | "no" | "n" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false (or yes/no, on/off, 1/0)".into()),
     }
 }
 
@@ -1166,9 +1187,10 @@ mod tests {
     #[test]
     fn a_value_starting_with_a_hyphen_is_the_flags_value() {
         let cmd = Serve::command();
-        let longs = cmd
-            .get_arguments()
-            .filter(|a| a.get_action().takes_values());
+        // `--cgi-allow-root` takes its value only after '='.
+        let takes_next =
+            |a: &&clap::Arg| a.get_action().takes_values() && !a.is_require_equals_set();
+        let longs = cmd.get_arguments().filter(takes_next);
         for long in longs.filter_map(|a| a.get_long()) {
             let flag = format!("--{long}");
             let argv = ["serve", &flag, "-3"];
@@ -1334,6 +1356,21 @@ mod tests {
         assert!(check_env(&matches(&[]), env("127.0.0.1:1")).is_ok());
         assert!(check_env(&matches(&["-l", "127.0.0.1:1"]), env("")).is_ok());
         assert!(check_env(&matches(&[]), |_| None).is_ok());
+    }
+
+    #[test]
+    fn cgi_allow_root_is_a_switch_or_a_boolean() {
+        assert!(!config(&[]).unwrap().cgi_allow_root);
+        assert!(config(&["--cgi-allow-root"]).unwrap().cgi_allow_root);
+        assert!(config(&["--cgi-allow-root=yes"]).unwrap().cgi_allow_root);
+        assert!(!config(&["--cgi-allow-root=FALSE"]).unwrap().cgi_allow_root);
+        assert_eq!(
+            error(&["--cgi-allow-root=maybe"]),
+            r#"--cgi-allow-root "maybe": expected true or false (or yes/no, on/off, 1/0)"#
+        );
+        // A switch: the next word is not its value.
+        let argv = ["serve", "--cgi-allow-root", "no"];
+        assert!(Serve::try_parse_from(argv).is_err());
     }
 
     #[test]

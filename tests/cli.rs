@@ -111,6 +111,12 @@ fn a_negative_number_is_the_flags_bad_value() {
 fn bad_environment_values_exit_2_naming_flag_and_variable() {
     let err = assert_refused(&[], &[("FASTGATE_MAX_REQS", "0")], "--max-reqs");
     assert!(err.contains("FASTGATE_MAX_REQS"), "{err}");
+    let env = [("FASTGATE_CGI_ALLOW_ROOT", "maybe")];
+    let err = assert_refused(&[], &env, "--cgi-allow-root");
+    assert!(
+        err.contains("(from FASTGATE_CGI_ALLOW_ROOT): expected true or false"),
+        "{err}"
+    );
     let mounts = [("FASTGATE_MOUNT", "/=hello,/status=nope")];
     let err = assert_refused(&[], &mounts, "--mount");
     assert!(err.contains("\"/status=nope\""), "{err}");
