@@ -407,18 +407,20 @@ pub struct ServeArgs {
         env = "FASTGATE_MAX_REQUESTS"
     )]
     pub max_requests: Option<String>,
-    /// Total size of one request's params; past it 431 [default: 131072]
+    /// Total size of one request's params, past it 431; bytes, or with k, m, g
+    /// (KiB, MiB, GiB) [default: 128k]
     #[arg(
         long,
-        value_name = "N",
+        value_name = "SIZE",
         allow_hyphen_values = true,
         env = "FASTGATE_MAX_PARAMS_BYTES"
     )]
     pub max_params_bytes: Option<String>,
-    /// Request body limit, 413 past it; 0 = none [default: 0]
+    /// Request body limit, 413 past it; 0 = none; bytes, or with k, m, g
+    /// (KiB, MiB, GiB), e.g. 10m [default: 0]
     #[arg(
         long,
-        value_name = "N",
+        value_name = "SIZE",
         allow_hyphen_values = true,
         env = "FASTGATE_MAX_BODY_BYTES"
     )]
@@ -589,13 +591,11 @@ impl ServeArgs {
             .unwrap_or(d.max_reqs),
             max_requests: opt("--max-requests", &self.max_requests, parse_number)?
                 .unwrap_or(d.max_requests),
-            max_params_bytes: count(
-                "--max-params-bytes",
-                &self.max_params_bytes,
-                1024,
-                d.max_params_bytes,
-            )?,
-            max_body_bytes: opt("--max-body-bytes", &self.max_body_bytes, parse_number)?
+            max_params_bytes: opt("--max-params-bytes", &self.max_params_bytes, |s| {
+                to_usize(size_at_least(1024)(s)?)
+            })?
+            .unwrap_or(d.max_params_bytes),
+            max_body_bytes: opt("--max-body-bytes", &self.max_body_bytes, parse_size)?
                 .unwrap_or(d.max_body_bytes),
             idle_timeout: opt("--idle-timeout", &self.idle_timeout, positive_duration)?
                 .unwrap_or(d.idle_timeout),
@@ -729,6 +729,44 @@ fn at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> {
 fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
     move |s| match parse_number(s)? {
         n if n < min || n > max => Err(format!("must be between {min} and {max}")),
+        n => Ok(n),
+    }
+}
+
+/// A size in bytes: a whole number, or one followed by `k`, `m` or `g`
+/// (any case) for KiB, MiB or GiB, as nginx spells sizes.
+///
+/// ```
+/// use fastgate::config::parse_size;
+/// assert_eq!(parse_size("65536"), Ok(65_536));
+/// assert_eq!(parse_size("64k"), Ok(64 << 10));
+/// assert_eq!(parse_size("10M"), Ok(10 << 20));
+/// assert_eq!(parse_size("1g"), Ok(1 << 30));
+/// assert!(parse_size("10mb").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    const EXPECTED: &str = "expected a size like 65536, 64k, 10m or 1g";
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return Err(EXPECTED.into()),
+    };
+    if digits.is_empty() {
+        return Err(EXPECTED.into());
+    }
+    let n: u64 = digits.parse().map_err(|_| "size too large".to_string())?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| "size too large".into())
+}
+
+/// A size of at least `min` bytes.
+fn size_at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> {
+    move |s| match parse_size(s)? {
+        n if n < min => Err(format!("must be at least {min} bytes (1k)")),
         n => Ok(n),
     }
 }
@@ -1008,6 +1046,36 @@ mod tests {
         assert_eq!(
             parse_duration("18446744073709551615h"),
             Err("duration too long".into())
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = |s: &str, n: u64| assert_eq!(parse_size(s), Ok(n), "{s}");
+        ok("0", 0);
+        ok("1023", 1023);
+        ok("64k", 65_536);
+        ok("64K", 65_536);
+        ok("10m", 10 << 20);
+        ok("2G", 2 << 30);
+        ok("0k", 0);
+        for bad in ["", "k", "-1", "1.5m", "10 m", "10mb", "10KiB", "1t", "m10"] {
+            assert_eq!(
+                parse_size(bad),
+                Err("expected a size like 65536, 64k, 10m or 1g".into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_size("17179869184g"), Err("size too large".into()));
+        assert_eq!(
+            parse_size("99999999999999999999"),
+            Err("size too large".into())
+        );
+        let c = config(&["--max-body-bytes", "10m", "--max-params-bytes", "64k"]).unwrap();
+        assert_eq!((c.max_body_bytes, c.max_params_bytes), (10 << 20, 64 << 10));
+        assert_eq!(
+            error(&["--max-params-bytes", "1000"]),
+            r#"--max-params-bytes "1000": must be at least 1024 bytes (1k)"#
         );
     }
 
