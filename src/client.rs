@@ -645,11 +645,7 @@ pub struct RequestArgs {
 impl RequestArgs {
     /// Checks every option (naming it on error) and builds the request.
     pub fn to_options(&self) -> Result<RequestOptions, config::Error> {
-        let spec = self.spec.parse::<ListenSpec>().map_err(|e| {
-            let quoted = format!("{:?}: ", self.spec);
-            let reason = e.0.strip_prefix(&quoted).unwrap_or(&e.0).to_string();
-            config::Error::new("SPEC", &self.spec, reason)
-        })?;
+        let spec = parse_spec(&self.spec)?;
         if !self.uri.starts_with('/') {
             return Err(config::Error::new("URI", &self.uri, "must start with '/'"));
         }
@@ -687,6 +683,33 @@ impl RequestArgs {
         opts.keep_conn = !self.no_keep_conn;
         Ok(opts)
     }
+}
+
+/// The SPEC argument; one with a URI glued on (`127.0.0.1:9000/hello`)
+/// is refused with the command split in two.
+fn parse_spec(spec: &str) -> Result<ListenSpec, config::Error> {
+    spec.parse::<ListenSpec>().map_err(|e| {
+        let reason = match glued_uri(spec) {
+            Some((spec, uri)) => {
+                format!("SPEC and URI are separate arguments: fastgate request {spec} {uri}")
+            }
+            None => {
+                let quoted = format!("{spec:?}: ");
+                e.0.strip_prefix(&quoted).unwrap_or(&e.0).to_string()
+            }
+        };
+        config::Error::new("SPEC", spec, reason)
+    })
+}
+
+/// `127.0.0.1:9000/hello` → (`127.0.0.1:9000`, `/hello`), when the part
+/// before the first `/` after the host is a good spec.
+fn glued_uri(spec: &str) -> Option<(&str, &str)> {
+    let host = spec.find("://").map_or(0, |i| i + 3);
+    let slash = host + spec[host..].find('/')?;
+    let (head, uri) = spec.split_at(slash);
+    let tcp = matches!(head.parse::<ListenSpec>(), Ok(s) if matches!(s.address, Address::Tcp(_)));
+    tcp.then_some((head, uri))
 }
 
 /// `--data STRING` or `--data @FILE`.
@@ -844,6 +867,27 @@ mod tests {
             (&["/a.sock", "--param", "-x"], "--param"),
         ] {
             assert_eq!(options(argv).unwrap_err().flag, flag, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn a_uri_glued_to_the_spec_is_explained() {
+        for (glued, spec, uri) in [
+            ("127.0.0.1:9000/hello", "127.0.0.1:9000", "/hello"),
+            (
+                "fastcgi://127.0.0.1:9000/a/b?c",
+                "fastcgi://127.0.0.1:9000",
+                "/a/b?c",
+            ),
+            ("scgi://[::1]:4000/", "scgi://[::1]:4000", "/"),
+        ] {
+            let e = options(&[glued]).unwrap_err();
+            let fix = format!("SPEC and URI are separate arguments: fastgate request {spec} {uri}");
+            assert_eq!((e.flag.as_str(), e.reason), ("SPEC", fix));
+        }
+        for other in ["fastcgi:run/a.sock", "unix:a/b.sock", "ftp://x:1/y"] {
+            let e = options(&[other]).unwrap_err();
+            assert!(!e.reason.contains("separate"), "{other}: {e}");
         }
     }
 

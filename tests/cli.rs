@@ -402,6 +402,17 @@ fn request_command_usage_errors_exit_2() {
 }
 
 #[test]
+fn request_command_says_spec_and_uri_are_two_arguments() {
+    let out = fastgate(&["request", "127.0.0.1:9000/hello"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "fastgate: SPEC \"127.0.0.1:9000/hello\": SPEC and URI are separate arguments: \
+         fastgate request 127.0.0.1:9000 /hello\n"
+    );
+}
+
+#[test]
 fn client_times_out_on_a_silent_backend() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
