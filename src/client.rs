@@ -79,9 +79,10 @@ impl RequestOptions {
 /// What the backend answered.
 #[derive(Clone, Debug)]
 pub struct ClientResponse {
-    /// The parsed CGI head. When the backend sent no output at all (e.g. an
-    /// END_REQUEST with FCGI_OVERLOADED), this is the `502 Bad Gateway`
-    /// nginx would answer, with no headers.
+    /// The parsed CGI head. When a FastCGI backend ended the request with
+    /// no output at all (e.g. END_REQUEST with FCGI_OVERLOADED), this is
+    /// the `502 Bad Gateway` nginx would answer, with no headers. (An SCGI
+    /// backend that sends nothing is an error, [`ErrorKind::WrongProtocol`].)
     pub head: Head,
     pub body: Vec<u8>,
     /// FastCGI STDERR content.
@@ -118,6 +119,12 @@ pub enum ErrorKind {
     KeptOpen,
     /// A spec this client cannot speak (`http:`).
     Unsupported(&'static str),
+    /// The backend closed without a byte, or answered in another protocol:
+    /// most likely its listener speaks the other one, `other`.
+    WrongProtocol {
+        what: String,
+        other: String,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -135,6 +142,9 @@ impl fmt::Display for ClientError {
                 f.write_str("the backend kept the connection open without FCGI_KEEP_CONN")
             }
             ErrorKind::Unsupported(what) => f.write_str(what),
+            ErrorKind::WrongProtocol { what, other } => {
+                write!(f, "the backend {what}: wrong protocol? (try {other})")
+            }
         }
     }
 }
@@ -410,7 +420,7 @@ fn send_fastcgi(opts: &RequestOptions, deadline: &Deadline) -> Result<ClientResp
     let mut conn = Conn::open(&opts.spec.address, deadline)?;
     let params = request_params(opts, conn.local_addr());
     conn.send_all(&encode_fastcgi(opts, &params), deadline)?;
-    let reply = read_fastcgi(&mut conn, deadline)?;
+    let reply = read_fastcgi(&mut conn, deadline, &other_protocol(&opts.spec))?;
     if !opts.keep_conn {
         expect_close(&mut conn, deadline)?;
     }
@@ -468,32 +478,102 @@ impl FastCgiReply {
     }
 }
 
-fn read_fastcgi(conn: &mut Conn, deadline: &Deadline) -> Result<FastCgiReply, ErrorKind> {
+/// Reads records up to our END_REQUEST. `other` is the spec to suggest
+/// when the answer shows the backend speaks another protocol.
+fn read_fastcgi(
+    conn: &mut Conn,
+    deadline: &Deadline,
+    other: &str,
+) -> Result<FastCgiReply, ErrorKind> {
     let mut decoder = Decoder::new();
     let mut reply = FastCgiReply::default();
     let mut buf = vec![0u8; 64 << 10];
+    let mut first = true;
     loop {
         let n = conn.recv(&mut buf, deadline)?;
+        if std::mem::take(&mut first) {
+            check_fastcgi_start(&buf[..n], other)?;
+        }
         if n == 0 {
             return Err(ErrorKind::Closed("before END_REQUEST"));
         }
-        let mut pos = 0;
-        // The decoder buffers partial headers itself, so every byte read is
-        // used before reading again.
-        while pos < n {
-            let (used, event) = decoder.decode(&buf[pos..n]).map_err(ErrorKind::Protocol)?;
-            pos += used;
-            let Some(event) = event else {
-                if used == 0 {
-                    break;
-                }
-                continue;
-            };
-            if reply.take(event)? {
-                return Ok(reply);
-            }
+        if decode_into(&mut decoder, &buf[..n], &mut reply)? {
+            return Ok(reply);
         }
     }
+}
+
+/// Decodes every byte of `input` into `reply`; true once it is complete.
+/// The decoder buffers partial headers itself, so nothing is left over.
+fn decode_into(
+    decoder: &mut Decoder,
+    input: &[u8],
+    reply: &mut FastCgiReply,
+) -> Result<bool, ErrorKind> {
+    let mut pos = 0;
+    while pos < input.len() {
+        let (used, event) = decoder.decode(&input[pos..]).map_err(ErrorKind::Protocol)?;
+        pos += used;
+        match event {
+            Some(event) => {
+                if reply.take(event)? {
+                    return Ok(true);
+                }
+            }
+            None if used == 0 => break,
+            None => {}
+        }
+    }
+    Ok(false)
+}
+
+/// An answer that is empty, or does not start as a FastCGI record does
+/// (version byte 1), comes from a backend speaking another protocol: an
+/// SCGI listener closes on FastCGI input, or answers it in plain text.
+fn check_fastcgi_start(start: &[u8], other: &str) -> Result<(), ErrorKind> {
+    let what = match start.first() {
+        None => "closed the connection without a response".to_string(),
+        Some(&fastcgi::VERSION_1) => return Ok(()),
+        Some(_) => format!("answered {:?}, which is not FastCGI", first_line(start)),
+    };
+    Err(ErrorKind::WrongProtocol {
+        what,
+        other: other.to_string(),
+    })
+}
+
+/// The same check for an SCGI answer: nothing at all, or FastCGI records.
+fn check_scgi_answer(answer: &[u8], other: &str) -> Result<(), ErrorKind> {
+    let what = match answer.first() {
+        None => "closed the connection without a response",
+        Some(&fastcgi::VERSION_1) => "answered with FastCGI records, not a CGI response",
+        Some(_) => return Ok(()),
+    };
+    Err(ErrorKind::WrongProtocol {
+        what: what.to_string(),
+        other: other.to_string(),
+    })
+}
+
+/// The first line of an unexpected answer, at most 60 bytes of it.
+fn first_line(bytes: &[u8]) -> String {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = &line[..line.len().min(60)];
+    String::from_utf8_lossy(line).trim_end().to_string()
+}
+
+/// The spec of the same address in the protocol `spec` does not speak:
+/// what to try when the backend seems to speak the other one.
+fn other_protocol(spec: &ListenSpec) -> String {
+    let protocol = match spec.protocol {
+        Protocol::Scgi => Protocol::FastCgi,
+        _ => Protocol::Scgi,
+    };
+    let other = ListenSpec {
+        protocol,
+        address: spec.address.clone(),
+    };
+    other.to_string()
 }
 
 /// Without FCGI_KEEP_CONN the backend closes after END_REQUEST (FastCGI
@@ -525,7 +605,9 @@ fn send_scgi(opts: &RequestOptions, deadline: &Deadline) -> Result<ClientRespons
     scgi::encode_header(&mut out, length, &as_pairs(&pairs));
     out.extend_from_slice(&opts.body);
     conn.send_all(&out, deadline)?;
-    let (head, body) = split_head(read_to_end(&mut conn, deadline)?)?;
+    let answer = read_to_end(&mut conn, deadline)?;
+    check_scgi_answer(&answer, &other_protocol(&opts.spec))?;
+    let (head, body) = split_head(answer)?;
     Ok(ClientResponse {
         head,
         body,

@@ -402,6 +402,43 @@ fn request_command_usage_errors_exit_2() {
 }
 
 #[test]
+fn request_command_names_a_listener_of_the_other_protocol() {
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--listen",
+        "scgi://127.0.0.1:0",
+    ]);
+    let (fcgi, scgi) = (server.tcp_addr(0), server.tcp_addr(1));
+    for (spec, hint) in [
+        (
+            format!("scgi://{fcgi}"),
+            "closed the connection without a response",
+        ),
+        (
+            format!("fastcgi://{scgi}"),
+            "answered \"Status: 400 Bad Request\"",
+        ),
+        (scgi.to_string(), "which is not FastCGI"),
+    ] {
+        let out = fastgate(&["request", &spec, "/"], &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {err}");
+        assert!(out.stdout.is_empty(), "{spec}: nothing made up on stdout");
+        assert!(
+            err.starts_with(&format!("fastgate: {spec}: the backend ")),
+            "{err}"
+        );
+        assert!(err.contains(hint), "{spec}: {err}");
+        assert!(err.contains(": wrong protocol? (try "), "{err}");
+    }
+    let out = fastgate(&["request", &format!("scgi://{fcgi}"), "/"], &[]);
+    assert!(stderr(&out).ends_with(&format!("(try fastcgi://{fcgi})\n")));
+    let out = fastgate(&["request", &format!("fastcgi://{scgi}"), "/"], &[]);
+    assert!(stderr(&out).ends_with(&format!("(try scgi://{scgi})\n")));
+}
+
+#[test]
 fn request_command_says_spec_and_uri_are_two_arguments() {
     let out = fastgate(&["request", "127.0.0.1:9000/hello"], &[]);
     assert_eq!(out.status.code(), Some(2));
