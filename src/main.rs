@@ -131,9 +131,9 @@ fn log_target(path: Option<&Path>) -> Result<Target, std::io::Error> {
     let Some(path) = path else {
         return Ok(Target::Stderr);
     };
-    let context = format!("--error-log {:?}", path.display().to_string());
+    // LogFile's error already reads `PATH: what is wrong`.
     let file = LogFile::open(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{context}: {e}")))?;
+        .map_err(|e| std::io::Error::new(e.kind(), format!("--error-log {e}")))?;
     Ok(Target::Pipe(Box::new(logfile::Writer(file))))
 }
 

@@ -123,6 +123,26 @@ fn bad_environment_values_exit_2_naming_flag_and_variable() {
 }
 
 #[test]
+fn a_log_file_in_a_missing_directory_is_named_once_with_the_fix() {
+    let dir = common::TempDir::new();
+    let missing = dir.path().join("no-dir");
+    let file = missing.join("x.log").display().to_string();
+    for flag in ["--error-log", "--access-log"] {
+        let argv = ["serve", "--listen", "127.0.0.1:0", flag, &file];
+        let out = fastgate(&argv, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
+        assert_eq!(err.matches(&file).count(), 1, "{flag}: {err}");
+        let fix = format!(
+            "directory {} does not exist: create it first\n",
+            missing.display()
+        );
+        assert!(err.starts_with(&format!("fastgate: {flag}")), "{err}");
+        assert!(err.ends_with(&format!("{file}: {fix}")), "{err}");
+    }
+}
+
+#[test]
 fn unknown_flags_are_usage_errors() {
     let out = fastgate(&["serve", "--no-such-flag"], &[]);
     assert_eq!(out.status.code(), Some(2));
