@@ -514,14 +514,14 @@ fn decode_into(
     while pos < input.len() {
         let (used, event) = decoder.decode(&input[pos..]).map_err(ErrorKind::Protocol)?;
         pos += used;
-        match event {
-            Some(event) => {
-                if reply.take(event)? {
-                    return Ok(true);
-                }
+        let Some(event) = event else {
+            if used == 0 {
+                break;
             }
-            None if used == 0 => break,
-            None => {}
+            continue;
+        };
+        if reply.take(event)? {
+            return Ok(true);
         }
     }
     Ok(false)
