@@ -677,7 +677,8 @@ pub fn write_response(
 /// The options of `fastgate request`, as clap reads them.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RequestArgs {
-    /// The backend: fastcgi://HOST:PORT, fastcgi:/path.sock, scgi://..., scgi:/...; a bare HOST:PORT or /path.sock speaks FastCGI
+    /// The backend: fastcgi://HOST:PORT, fastcgi:/path.sock, scgi://..., scgi:/...; a bare
+    /// HOST:PORT, /path.sock or unix:/path.sock speaks FastCGI
     #[arg(value_name = "SPEC")]
     pub spec: String,
     /// Path and query to request

@@ -306,7 +306,8 @@ fn env_name(flag: &str) -> String {
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Serve options")]
 pub struct ServeArgs {
-    /// Where to listen: fastcgi://HOST:PORT, scgi:/path.sock, HOST:PORT (auto), ...
+    /// Where to listen: fastcgi://HOST:PORT, scgi:/path.sock, HOST:PORT or /path.sock or
+    /// unix:/path.sock (auto: FastCGI and SCGI on one socket), ...
     /// [default: fd 0 if it is a listening socket, else LISTEN_FDS, else fastcgi://127.0.0.1:9000]
     #[arg(
         short,
@@ -327,7 +328,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub mount: Vec<String>,
-    /// The cgi app runs only executables under these directories
+    /// The cgi app runs only executables under these directories (for the cgi app, not
+    /// built yet)
     #[arg(
         long,
         value_name = "DIR",
@@ -337,7 +339,7 @@ pub struct ServeArgs {
     )]
     pub cgi_root: Vec<String>,
     /// Let the cgi app run scripts while fastgate runs as root with no --user;
-    /// FASTGATE_CGI_ALLOW_ROOT takes true or false
+    /// FASTGATE_CGI_ALLOW_ROOT takes true or false (for the cgi app, not built yet)
     // A string checked by `into_config`, as every other value, so that a bad
     // FASTGATE_CGI_ALLOW_ROOT is named: clap's own error would not say
     // where the value came from.
@@ -350,7 +352,8 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub cgi_allow_root: Option<String>,
-    /// Prefork N children; auto = number of CPUs; 1 = no master [default: 1]
+    /// Prefork N children; auto = number of CPUs; 1 = no master (prefork is not built
+    /// yet: only 1) [default: 1]
     #[arg(
         short,
         long,
@@ -399,7 +402,7 @@ pub struct ServeArgs {
         env = "FASTGATE_MAX_REQS"
     )]
     pub max_reqs: Option<String>,
-    /// Recycle a child after N requests (prefork); 0 = never [default: 0]
+    /// Recycle a child after N requests; 0 = never (prefork; not built yet) [default: 0]
     #[arg(
         long,
         value_name = "N",
@@ -465,7 +468,8 @@ pub struct ServeArgs {
         env = "FASTGATE_SLOW_THRESHOLD"
     )]
     pub slow_threshold: Option<String>,
-    /// Where a CGI script's stderr goes: log, fastcgi or both [default: log]
+    /// Where a CGI script's stderr goes: log, fastcgi or both (for the cgi app, not built
+    /// yet) [default: log]
     #[arg(
         long,
         value_name = "WHERE",
@@ -473,7 +477,7 @@ pub struct ServeArgs {
         env = "FASTGATE_CGI_STDERR"
     )]
     pub cgi_stderr: Option<String>,
-    /// Permissions of created Unix sockets, octal (660, 0660)
+    /// Permissions of created Unix sockets, octal (660, 0660) [default: 0660]
     #[arg(
         long,
         value_name = "OCTAL",
@@ -481,7 +485,9 @@ pub struct ServeArgs {
         env = "FASTGATE_SOCKET_MODE"
     )]
     pub socket_mode: Option<String>,
-    /// Owner of created Unix sockets
+    /// Owner of created Unix sockets, e.g. www-data:www-data for a front server whose
+    /// workers run as www-data [default: the --user/--group dropped to, else the user
+    /// fastgate runs as]
     #[arg(
         long,
         value_name = "USER[:GROUP]",
@@ -873,7 +879,7 @@ fn parse_mounts(values: &[&str]) -> Result<Vec<Mount>, Error> {
 fn parse_mount(s: &str) -> Result<Mount, String> {
     let (prefix, app) = s
         .rsplit_once('=')
-        .ok_or("expected PREFIX=APP, e.g. /status=status")?;
+        .ok_or("expected PREFIX=APP, e.g. /echo=echo")?;
     if !prefix.starts_with('/') {
         return Err(format!("the prefix {prefix:?} must start with '/'"));
     }
@@ -1309,7 +1315,10 @@ mod tests {
         assert_eq!(m("//=hello"), Ok(("/".into(), "hello".into())));
         assert_eq!(m("/echo/=echo"), Ok(("/echo".into(), "echo".into())));
         assert_eq!(m("/a=b=env"), Ok(("/a=b".into(), "env".into())));
-        assert!(m("hello").unwrap_err().contains("PREFIX=APP"));
+        let no_app = m("hello").unwrap_err();
+        assert!(no_app.contains("PREFIX=APP"), "{no_app}");
+        let example = no_app.rsplit('=').next().unwrap_or_default();
+        assert!(crate::apps::is_known(example), "a real app: {no_app}");
         assert!(m("nope=hello").unwrap_err().contains("must start with '/'"));
         assert!(m("/x?y=hello").is_err());
         let unknown = m("/=nope").unwrap_err();

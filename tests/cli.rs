@@ -179,6 +179,50 @@ fn help_works() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+#[test]
+fn help_fits_100_columns_without_a_terminal() {
+    for argv in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["request", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+            .args(argv)
+            .env_remove("COLUMNS")
+            .output()
+            .expect("the fastgate binary runs");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.lines().count() > 5, "{argv:?}: {help}");
+        for line in help.lines() {
+            assert!(line.chars().count() <= 100, "{argv:?}: {line}");
+        }
+    }
+}
+
+#[test]
+fn help_says_which_options_wait_for_what_is_not_built() {
+    let out = fastgate(&["serve", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for flag in ["--cgi-root", "--cgi-allow-root", "--cgi-stderr"] {
+        // Each entry ends with its `[env: FASTGATE_...]`.
+        let entry = help.split(&format!("{flag}[=<BOOL>]")).nth(1);
+        let entry = entry.or_else(|| help.split(&format!("{flag} <")).nth(1));
+        let entry = entry
+            .unwrap_or_default()
+            .split("[env:")
+            .next()
+            .unwrap_or_default();
+        assert!(
+            entry.contains("(for the cgi app, not built yet)"),
+            "{flag}: {entry}"
+        );
+    }
+    let entry = help.split("--max-requests <").nth(1).unwrap_or_default();
+    let entry = entry.split("[env:").next().unwrap_or_default();
+    assert!(entry.contains("(prefork; not built yet)"), "{entry}");
+}
+
 // ---- `fastgate request` and `fastgate::client` against scripted peers ----
 //
 // Each peer is a thread that accepts one connection on 127.0.0.1 (or a Unix
