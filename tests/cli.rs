@@ -83,14 +83,17 @@ fn environment_lists_may_have_spaces_around_commas() {
 
 #[test]
 fn a_set_but_empty_variable_is_an_error() {
+    // The bad --max-threads makes a build that ignores the empty variable
+    // fail at once (naming the wrong flag) instead of serving for good.
+    let args = ["--max-threads", "0"];
     for value in ["", " , "] {
-        let err = assert_refused(&[], &[("FASTGATE_LISTEN", value)], "--listen");
+        let err = assert_refused(&args, &[("FASTGATE_LISTEN", value)], "--listen");
         assert!(
             err.contains("(from FASTGATE_LISTEN): set but empty"),
             "{err}"
         );
     }
-    let err = assert_refused(&[], &[("FASTGATE_MAX_REQS", "")], "--max-reqs");
+    let err = assert_refused(&args, &[("FASTGATE_MAX_REQS", "")], "--max-reqs");
     assert!(err.contains("give FASTGATE_MAX_REQS a value"), "{err}");
 }
 
