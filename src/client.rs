@@ -79,9 +79,10 @@ impl RequestOptions {
 /// What the backend answered.
 #[derive(Clone, Debug)]
 pub struct ClientResponse {
-    /// The parsed CGI head. When the backend sent no output at all (e.g. an
-    /// END_REQUEST with FCGI_OVERLOADED), this is the `502 Bad Gateway`
-    /// nginx would answer, with no headers.
+    /// The parsed CGI head. When a FastCGI backend ended the request with
+    /// no output at all (e.g. END_REQUEST with FCGI_OVERLOADED), this is
+    /// the `502 Bad Gateway` nginx would answer, with no headers. (An SCGI
+    /// backend that sends nothing is an error, [`ErrorKind::WrongProtocol`].)
     pub head: Head,
     pub body: Vec<u8>,
     /// FastCGI STDERR content.
@@ -118,6 +119,12 @@ pub enum ErrorKind {
     KeptOpen,
     /// A spec this client cannot speak (`http:`).
     Unsupported(&'static str),
+    /// The backend closed without a byte, or answered in another protocol:
+    /// most likely its listener speaks the other one, `other`.
+    WrongProtocol {
+        what: String,
+        other: String,
+    },
 }
 
 impl fmt::Display for ClientError {
@@ -135,6 +142,9 @@ impl fmt::Display for ClientError {
                 f.write_str("the backend kept the connection open without FCGI_KEEP_CONN")
             }
             ErrorKind::Unsupported(what) => f.write_str(what),
+            ErrorKind::WrongProtocol { what, other } => {
+                write!(f, "the backend {what}: wrong protocol? (try {other})")
+            }
         }
     }
 }
@@ -410,7 +420,7 @@ fn send_fastcgi(opts: &RequestOptions, deadline: &Deadline) -> Result<ClientResp
     let mut conn = Conn::open(&opts.spec.address, deadline)?;
     let params = request_params(opts, conn.local_addr());
     conn.send_all(&encode_fastcgi(opts, &params), deadline)?;
-    let reply = read_fastcgi(&mut conn, deadline)?;
+    let reply = read_fastcgi(&mut conn, deadline, &other_protocol(&opts.spec))?;
     if !opts.keep_conn {
         expect_close(&mut conn, deadline)?;
     }
@@ -468,32 +478,102 @@ impl FastCgiReply {
     }
 }
 
-fn read_fastcgi(conn: &mut Conn, deadline: &Deadline) -> Result<FastCgiReply, ErrorKind> {
+/// Reads records up to our END_REQUEST. `other` is the spec to suggest
+/// when the answer shows the backend speaks another protocol.
+fn read_fastcgi(
+    conn: &mut Conn,
+    deadline: &Deadline,
+    other: &str,
+) -> Result<FastCgiReply, ErrorKind> {
     let mut decoder = Decoder::new();
     let mut reply = FastCgiReply::default();
     let mut buf = vec![0u8; 64 << 10];
+    let mut first = true;
     loop {
         let n = conn.recv(&mut buf, deadline)?;
+        if std::mem::take(&mut first) {
+            check_fastcgi_start(&buf[..n], other)?;
+        }
         if n == 0 {
             return Err(ErrorKind::Closed("before END_REQUEST"));
         }
-        let mut pos = 0;
-        // The decoder buffers partial headers itself, so every byte read is
-        // used before reading again.
-        while pos < n {
-            let (used, event) = decoder.decode(&buf[pos..n]).map_err(ErrorKind::Protocol)?;
-            pos += used;
-            let Some(event) = event else {
-                if used == 0 {
-                    break;
-                }
-                continue;
-            };
-            if reply.take(event)? {
-                return Ok(reply);
-            }
+        if decode_into(&mut decoder, &buf[..n], &mut reply)? {
+            return Ok(reply);
         }
     }
+}
+
+/// Decodes every byte of `input` into `reply`; true once it is complete.
+/// The decoder buffers partial headers itself, so nothing is left over.
+fn decode_into(
+    decoder: &mut Decoder,
+    input: &[u8],
+    reply: &mut FastCgiReply,
+) -> Result<bool, ErrorKind> {
+    let mut pos = 0;
+    while pos < input.len() {
+        let (used, event) = decoder.decode(&input[pos..]).map_err(ErrorKind::Protocol)?;
+        pos += used;
+        let Some(event) = event else {
+            if used == 0 {
+                break;
+            }
+            continue;
+        };
+        if reply.take(event)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// An answer that is empty, or does not start as a FastCGI record does
+/// (version byte 1), comes from a backend speaking another protocol: an
+/// SCGI listener closes on FastCGI input, or answers it in plain text.
+fn check_fastcgi_start(start: &[u8], other: &str) -> Result<(), ErrorKind> {
+    let what = match start.first() {
+        None => "closed the connection without a response".to_string(),
+        Some(&fastcgi::VERSION_1) => return Ok(()),
+        Some(_) => format!("answered {:?}, which is not FastCGI", first_line(start)),
+    };
+    Err(ErrorKind::WrongProtocol {
+        what,
+        other: other.to_string(),
+    })
+}
+
+/// The same check for an SCGI answer: nothing at all, or FastCGI records.
+fn check_scgi_answer(answer: &[u8], other: &str) -> Result<(), ErrorKind> {
+    let what = match answer.first() {
+        None => "closed the connection without a response",
+        Some(&fastcgi::VERSION_1) => "answered with FastCGI records, not a CGI response",
+        Some(_) => return Ok(()),
+    };
+    Err(ErrorKind::WrongProtocol {
+        what: what.to_string(),
+        other: other.to_string(),
+    })
+}
+
+/// The first line of an unexpected answer, at most 60 bytes of it.
+fn first_line(bytes: &[u8]) -> String {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = &line[..line.len().min(60)];
+    String::from_utf8_lossy(line).trim_end().to_string()
+}
+
+/// The spec of the same address in the protocol `spec` does not speak:
+/// what to try when the backend seems to speak the other one.
+fn other_protocol(spec: &ListenSpec) -> String {
+    let protocol = match spec.protocol {
+        Protocol::Scgi => Protocol::FastCgi,
+        _ => Protocol::Scgi,
+    };
+    let other = ListenSpec {
+        protocol,
+        address: spec.address.clone(),
+    };
+    other.to_string()
 }
 
 /// Without FCGI_KEEP_CONN the backend closes after END_REQUEST (FastCGI
@@ -525,7 +605,9 @@ fn send_scgi(opts: &RequestOptions, deadline: &Deadline) -> Result<ClientRespons
     scgi::encode_header(&mut out, length, &as_pairs(&pairs));
     out.extend_from_slice(&opts.body);
     conn.send_all(&out, deadline)?;
-    let (head, body) = split_head(read_to_end(&mut conn, deadline)?)?;
+    let answer = read_to_end(&mut conn, deadline)?;
+    check_scgi_answer(&answer, &other_protocol(&opts.spec))?;
+    let (head, body) = split_head(answer)?;
     Ok(ClientResponse {
         head,
         body,
@@ -595,29 +677,45 @@ pub fn write_response(
 /// The options of `fastgate request`, as clap reads them.
 #[derive(clap::Args, Clone, Debug)]
 pub struct RequestArgs {
-    /// The backend: fastcgi://HOST:PORT, fastcgi:/path.sock, scgi://..., scgi:/...; a bare HOST:PORT or /path.sock speaks FastCGI
+    /// The backend: fastcgi://HOST:PORT, fastcgi:/path.sock, scgi://..., scgi:/...; a bare
+    /// HOST:PORT, /path.sock or unix:/path.sock speaks FastCGI
     #[arg(value_name = "SPEC")]
     pub spec: String,
     /// Path and query to request
     #[arg(value_name = "URI", default_value = "/")]
     pub uri: String,
     /// Request method [default: GET, or POST with --data]
-    #[arg(short = 'X', long, value_name = "METHOD")]
+    #[arg(short = 'X', long, value_name = "METHOD", allow_hyphen_values = true)]
     pub method: Option<String>,
     /// Request body, or @FILE to read it from a file
     #[arg(short, long, value_name = "STRING|@FILE", allow_hyphen_values = true)]
     pub data: Option<String>,
     /// An HTTP header, sent as an HTTP_NAME param (repeatable)
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        allow_hyphen_values = true
+    )]
     pub headers: Vec<String>,
     /// An extra param, replacing one of the same name (repeatable)
-    #[arg(long = "param", value_name = "NAME=VALUE")]
+    #[arg(long = "param", value_name = "NAME=VALUE", allow_hyphen_values = true)]
     pub params: Vec<String>,
     /// Time allowed for the whole request
-    #[arg(long, value_name = "D", default_value = "30s")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        default_value = "30s"
+    )]
     pub timeout: String,
     /// FastCGI role: responder, authorizer or filter (the body goes as FCGI_DATA)
-    #[arg(long, value_name = "ROLE", default_value = "responder")]
+    #[arg(
+        long,
+        value_name = "ROLE",
+        allow_hyphen_values = true,
+        default_value = "responder"
+    )]
     pub role: String,
     /// Send the request without FCGI_KEEP_CONN, and check that the backend closes
     #[arg(long)]
@@ -630,11 +728,7 @@ pub struct RequestArgs {
 impl RequestArgs {
     /// Checks every option (naming it on error) and builds the request.
     pub fn to_options(&self) -> Result<RequestOptions, config::Error> {
-        let spec = self.spec.parse::<ListenSpec>().map_err(|e| {
-            let quoted = format!("{:?}: ", self.spec);
-            let reason = e.0.strip_prefix(&quoted).unwrap_or(&e.0).to_string();
-            config::Error::new("SPEC", &self.spec, reason)
-        })?;
+        let spec = parse_spec(&self.spec)?;
         if !self.uri.starts_with('/') {
             return Err(config::Error::new("URI", &self.uri, "must start with '/'"));
         }
@@ -672,6 +766,33 @@ impl RequestArgs {
         opts.keep_conn = !self.no_keep_conn;
         Ok(opts)
     }
+}
+
+/// The SPEC argument; one with a URI glued on (`127.0.0.1:9000/hello`)
+/// is refused with the command split in two.
+fn parse_spec(spec: &str) -> Result<ListenSpec, config::Error> {
+    spec.parse::<ListenSpec>().map_err(|e| {
+        let reason = match glued_uri(spec) {
+            Some((spec, uri)) => {
+                format!("SPEC and URI are separate arguments: fastgate request {spec} {uri}")
+            }
+            None => {
+                let quoted = format!("{spec:?}: ");
+                e.0.strip_prefix(&quoted).unwrap_or(&e.0).to_string()
+            }
+        };
+        config::Error::new("SPEC", spec, reason)
+    })
+}
+
+/// `127.0.0.1:9000/hello` → (`127.0.0.1:9000`, `/hello`), when the part
+/// before the first `/` after the host is a good spec.
+fn glued_uri(spec: &str) -> Option<(&str, &str)> {
+    let host = spec.find("://").map_or(0, |i| i + 3);
+    let slash = host + spec[host..].find('/')?;
+    let (head, uri) = spec.split_at(slash);
+    let tcp = matches!(head.parse::<ListenSpec>(), Ok(s) if matches!(s.address, Address::Tcp(_)));
+    tcp.then_some((head, uri))
 }
 
 /// `--data STRING` or `--data @FILE`.
@@ -822,8 +943,34 @@ mod tests {
             (&["/a.sock", "--param", "novalue"], "--param"),
             (&["/a.sock", "--timeout", "0"], "--timeout"),
             (&["/a.sock", "--role", "x"], "--role"),
+            (&["/a.sock", "--timeout", "-3s"], "--timeout"),
+            (&["/a.sock", "--role", "-x"], "--role"),
+            (&["/a.sock", "-X", "-G T"], "--method"),
+            (&["/a.sock", "-H", "-x"], "--header"),
+            (&["/a.sock", "--param", "-x"], "--param"),
         ] {
             assert_eq!(options(argv).unwrap_err().flag, flag, "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn a_uri_glued_to_the_spec_is_explained() {
+        for (glued, spec, uri) in [
+            ("127.0.0.1:9000/hello", "127.0.0.1:9000", "/hello"),
+            (
+                "fastcgi://127.0.0.1:9000/a/b?c",
+                "fastcgi://127.0.0.1:9000",
+                "/a/b?c",
+            ),
+            ("scgi://[::1]:4000/", "scgi://[::1]:4000", "/"),
+        ] {
+            let e = options(&[glued]).unwrap_err();
+            let fix = format!("SPEC and URI are separate arguments: fastgate request {spec} {uri}");
+            assert_eq!((e.flag.as_str(), e.reason), ("SPEC", fix));
+        }
+        for other in ["fastcgi:run/a.sock", "unix:a/b.sock", "ftp://x:1/y"] {
+            let e = options(&[other]).unwrap_err();
+            assert!(!e.reason.contains("separate"), "{other}: {e}");
         }
     }
 

@@ -5,6 +5,7 @@
 //! same way, naming the flag and the value:
 //! `--idle-timeout "5x": expected a duration like 500ms, 30s or 5m`.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -208,7 +209,7 @@ fn mask_v6(len: u8) -> u128 {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     /// The long flag, e.g. `--max-reqs`.
-    pub flag: &'static str,
+    pub flag: String,
     /// The value as given.
     pub value: String,
     /// What is wrong: lowercase, no final period.
@@ -219,9 +220,9 @@ pub struct Error {
 }
 
 impl Error {
-    pub(crate) fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Error {
+    pub(crate) fn new(flag: &str, value: &str, reason: impl Into<String>) -> Error {
         Error {
-            flag,
+            flag: flag.to_string(),
             value: value.to_string(),
             reason: reason.into(),
             env: None,
@@ -235,7 +236,7 @@ impl Error {
         // `try_contains_id` first: `value_source` panics on an unknown id.
         let known = matches.try_contains_id(&id).is_ok();
         if known && matches.value_source(&id) == Some(ValueSource::EnvVariable) {
-            self.env = Some(env_name(self.flag));
+            self.env = Some(env_name(&self.flag));
         }
         self
     }
@@ -253,6 +254,47 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Refuses a `FASTGATE_*` variable of `fastgate serve` that is set but
+/// empty or blank (only spaces and commas), unless the command line gives
+/// the option anyway. clap takes an empty variable as unset, so a
+/// `FASTGATE_LISTEN=` left by a script would silently mean the default
+/// listener. `lookup` reads the environment (`std::env::var_os`).
+pub fn check_env(
+    matches: &ArgMatches,
+    lookup: impl Fn(&str) -> Option<OsString>,
+) -> Result<(), Error> {
+    let cmd = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    for arg in cmd.get_arguments() {
+        let (Some(var), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let var = var.to_string_lossy();
+        let Some(value) = lookup(&var) else {
+            continue;
+        };
+        let value = value.to_string_lossy();
+        if !value.trim_matches([',', ' ', '\t', '\n']).is_empty()
+            || from_command_line(matches, arg.get_id().as_str())
+        {
+            continue;
+        }
+        let mut err = Error::new(
+            &format!("--{long}"),
+            &value,
+            format!("set but empty: give {var} a value, or unset it"),
+        );
+        err.env = Some(var.into_owned());
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn from_command_line(matches: &ArgMatches, id: &str) -> bool {
+    // `try_contains_id` first: `value_source` panics on an unknown id.
+    matches.try_contains_id(id).is_ok()
+        && matches.value_source(id) == Some(ValueSource::CommandLine)
+}
+
 /// `--max-reqs` → `FASTGATE_MAX_REQS`.
 fn env_name(flag: &str) -> String {
     let name = flag.trim_start_matches('-').replace('-', "_");
@@ -265,12 +307,14 @@ fn env_name(flag: &str) -> String {
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "Serve options")]
 pub struct ServeArgs {
-    /// Where to listen: fastcgi://HOST:PORT, scgi:/path.sock, HOST:PORT (auto), ...
+    /// Where to listen: fastcgi://HOST:PORT, scgi:/path.sock, HOST:PORT or /path.sock or
+    /// unix:/path.sock (auto: FastCGI and SCGI on one socket), ...
     /// [default: fd 0 if it is a listening socket, else LISTEN_FDS, else fastcgi://127.0.0.1:9000]
     #[arg(
         short,
         long,
         value_name = "SPEC",
+        allow_hyphen_values = true,
         env = "FASTGATE_LISTEN",
         value_delimiter = ','
     )]
@@ -280,85 +324,209 @@ pub struct ServeArgs {
         short,
         long,
         value_name = "PREFIX=APP",
+        allow_hyphen_values = true,
         env = "FASTGATE_MOUNT",
         value_delimiter = ','
     )]
     pub mount: Vec<String>,
-    /// The cgi app runs only executables under these directories
+    /// The cgi app runs only executables under these directories (for the cgi app, not
+    /// built yet)
     #[arg(
         long,
         value_name = "DIR",
+        allow_hyphen_values = true,
         env = "FASTGATE_CGI_ROOT",
         value_delimiter = ','
     )]
     pub cgi_root: Vec<String>,
-    /// Let the cgi app run scripts while fastgate runs as root with no --user
-    #[arg(long, env = "FASTGATE_CGI_ALLOW_ROOT", value_parser = clap::builder::BoolishValueParser::new())]
-    pub cgi_allow_root: bool,
-    /// Prefork N children; auto = number of CPUs; 1 = no master [default: 1]
-    #[arg(short, long, value_name = "N|auto", env = "FASTGATE_PROCESSES")]
+    /// Let the cgi app run scripts while fastgate runs as root with no --user;
+    /// FASTGATE_CGI_ALLOW_ROOT takes true or false (for the cgi app, not built yet)
+    // A string checked by `into_config`, as every other value, so that a bad
+    // FASTGATE_CGI_ALLOW_ROOT is named: clap's own error would not say
+    // where the value came from.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "FASTGATE_CGI_ALLOW_ROOT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub cgi_allow_root: Option<String>,
+    /// Prefork N children; auto = number of CPUs; 1 = no master (prefork is not built
+    /// yet: only 1) [default: 1]
+    #[arg(
+        short,
+        long,
+        value_name = "N|auto",
+        allow_hyphen_values = true,
+        env = "FASTGATE_PROCESSES"
+    )]
     pub processes: Option<String>,
     /// Worker threads kept per process [default: 2]
-    #[arg(long, value_name = "N", env = "FASTGATE_MIN_THREADS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MIN_THREADS"
+    )]
     pub min_threads: Option<String>,
     /// Worker threads at most per process [default: 32]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_THREADS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_THREADS"
+    )]
     pub max_threads: Option<String>,
     /// Requests waiting for a worker before new ones get 503 [default: 1024]
-    #[arg(long, value_name = "N", env = "FASTGATE_QUEUE")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_QUEUE"
+    )]
     pub queue: Option<String>,
     /// Connections per process before accepting pauses [default: 10000]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_CONNS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_CONNS"
+    )]
     pub max_conns: Option<String>,
     /// Concurrent requests per FastCGI connection, FCGI_MAX_REQS [default: 128]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_REQS")]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_REQS"
+    )]
     pub max_reqs: Option<String>,
-    /// Recycle a child after N requests (prefork); 0 = never [default: 0]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_REQUESTS")]
+    /// Recycle a child after N requests; 0 = never (prefork; not built yet) [default: 0]
+    #[arg(
+        long,
+        value_name = "N",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_REQUESTS"
+    )]
     pub max_requests: Option<String>,
-    /// Total size of one request's params; past it 431 [default: 131072]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_PARAMS_BYTES")]
+    /// Total size of one request's params, past it 431; bytes, or with k, m, g
+    /// (KiB, MiB, GiB) [default: 128k]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_PARAMS_BYTES"
+    )]
     pub max_params_bytes: Option<String>,
-    /// Request body limit, 413 past it; 0 = none [default: 0]
-    #[arg(long, value_name = "N", env = "FASTGATE_MAX_BODY_BYTES")]
+    /// Request body limit, 413 past it; 0 = none; bytes, or with k, m, g
+    /// (KiB, MiB, GiB), e.g. 10m [default: 0]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_BODY_BYTES"
+    )]
     pub max_body_bytes: Option<String>,
     /// Close a kept-alive connection idle this long [default: 60s]
-    #[arg(long, value_name = "D", env = "FASTGATE_IDLE_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_IDLE_TIMEOUT"
+    )]
     pub idle_timeout: Option<String>,
     /// Time allowed for a request's params to arrive [default: 10s]
-    #[arg(long, value_name = "D", env = "FASTGATE_HEADER_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_HEADER_TIMEOUT"
+    )]
     pub header_timeout: Option<String>,
     /// Time allowed from dispatch to the end of the response; 0 = none [default: 0]
-    #[arg(long, value_name = "D", env = "FASTGATE_REQUEST_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_REQUEST_TIMEOUT"
+    )]
     pub request_timeout: Option<String>,
     /// How long a graceful stop waits for requests in flight [default: 30s]
-    #[arg(long, value_name = "D", env = "FASTGATE_SHUTDOWN_TIMEOUT")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SHUTDOWN_TIMEOUT"
+    )]
     pub shutdown_timeout: Option<String>,
     /// Count and log requests slower than this; 0 = off [default: 0]
-    #[arg(long, value_name = "D", env = "FASTGATE_SLOW_THRESHOLD")]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SLOW_THRESHOLD"
+    )]
     pub slow_threshold: Option<String>,
-    /// Where a CGI script's stderr goes: log, fastcgi or both [default: log]
-    #[arg(long, value_name = "WHERE", env = "FASTGATE_CGI_STDERR")]
+    /// Where a CGI script's stderr goes: log, fastcgi or both (for the cgi app, not built
+    /// yet) [default: log]
+    #[arg(
+        long,
+        value_name = "WHERE",
+        allow_hyphen_values = true,
+        env = "FASTGATE_CGI_STDERR"
+    )]
     pub cgi_stderr: Option<String>,
-    /// Permissions of created Unix sockets, octal (660, 0660)
-    #[arg(long, value_name = "OCTAL", env = "FASTGATE_SOCKET_MODE")]
+    /// Permissions of created Unix sockets, octal (660, 0660) [default: 0660]
+    #[arg(
+        long,
+        value_name = "OCTAL",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SOCKET_MODE"
+    )]
     pub socket_mode: Option<String>,
-    /// Owner of created Unix sockets
-    #[arg(long, value_name = "USER[:GROUP]", env = "FASTGATE_SOCKET_OWNER")]
+    /// Owner of created Unix sockets, e.g. www-data:www-data for a front server whose
+    /// workers run as www-data [default: the --user/--group dropped to, else the user
+    /// fastgate runs as]
+    #[arg(
+        long,
+        value_name = "USER[:GROUP]",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SOCKET_OWNER"
+    )]
     pub socket_owner: Option<String>,
     /// Drop privileges to this user after binding
-    #[arg(short, long, value_name = "USER", env = "FASTGATE_USER")]
+    #[arg(
+        short,
+        long,
+        value_name = "USER",
+        allow_hyphen_values = true,
+        env = "FASTGATE_USER"
+    )]
     pub user: Option<String>,
     /// Drop privileges to this group after binding
-    #[arg(short, long, value_name = "GROUP", env = "FASTGATE_GROUP")]
+    #[arg(
+        short,
+        long,
+        value_name = "GROUP",
+        allow_hyphen_values = true,
+        env = "FASTGATE_GROUP"
+    )]
     pub group: Option<String>,
     /// Write the master's (or single process's) pid here
-    #[arg(long, value_name = "PATH", env = "FASTGATE_PIDFILE")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        allow_hyphen_values = true,
+        env = "FASTGATE_PIDFILE"
+    )]
     pub pidfile: Option<String>,
     /// Refuse TCP peers outside every listed network (10.0.0.0/8, ::1)
     #[arg(
         long,
         value_name = "CIDR",
+        allow_hyphen_values = true,
         env = "FASTGATE_ALLOW_FROM",
         value_delimiter = ','
     )]
@@ -367,6 +535,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "UID",
+        allow_hyphen_values = true,
         env = "FASTGATE_ALLOW_UID",
         value_delimiter = ','
     )]
@@ -375,18 +544,34 @@ pub struct ServeArgs {
     #[arg(
         long,
         value_name = "GID",
+        allow_hyphen_values = true,
         env = "FASTGATE_ALLOW_GID",
         value_delimiter = ','
     )]
     pub allow_gid: Vec<String>,
     /// One line per request to this file, or - for stdout
-    #[arg(long, value_name = "PATH|-", env = "FASTGATE_ACCESS_LOG")]
+    #[arg(
+        long,
+        value_name = "PATH|-",
+        allow_hyphen_values = true,
+        env = "FASTGATE_ACCESS_LOG"
+    )]
     pub access_log: Option<String>,
     /// Access log format: text or json [default: text]
-    #[arg(long, value_name = "FORMAT", env = "FASTGATE_LOG_FORMAT")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        allow_hyphen_values = true,
+        env = "FASTGATE_LOG_FORMAT"
+    )]
     pub log_format: Option<String>,
     /// Where log lines go [default: stderr]
-    #[arg(long, value_name = "PATH", env = "FASTGATE_ERROR_LOG")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        allow_hyphen_values = true,
+        env = "FASTGATE_ERROR_LOG"
+    )]
     pub error_log: Option<String>,
 }
 
@@ -397,10 +582,11 @@ impl ServeArgs {
         let d = Config::default();
         let (min_threads, max_threads) = self.threads(&d)?;
         Ok(Config {
-            listen: parse_listens(&self.listen)?,
-            mounts: parse_mounts(&self.mount)?,
+            listen: parse_listens(&items("--listen", &self.listen)?)?,
+            mounts: parse_mounts(&items("--mount", &self.mount)?)?,
             cgi_roots: each("--cgi-root", &self.cgi_root, parse_path)?,
-            cgi_allow_root: self.cgi_allow_root,
+            cgi_allow_root: opt("--cgi-allow-root", &self.cgi_allow_root, parse_bool)?
+                .unwrap_or(d.cgi_allow_root),
             processes: opt("--processes", &self.processes, parse_processes)?.unwrap_or(d.processes),
             min_threads,
             max_threads,
@@ -412,13 +598,11 @@ impl ServeArgs {
             .unwrap_or(d.max_reqs),
             max_requests: opt("--max-requests", &self.max_requests, parse_number)?
                 .unwrap_or(d.max_requests),
-            max_params_bytes: count(
-                "--max-params-bytes",
-                &self.max_params_bytes,
-                1024,
-                d.max_params_bytes,
-            )?,
-            max_body_bytes: opt("--max-body-bytes", &self.max_body_bytes, parse_number)?
+            max_params_bytes: opt("--max-params-bytes", &self.max_params_bytes, |s| {
+                to_usize(size_at_least(1024)(s)?)
+            })?
+            .unwrap_or(d.max_params_bytes),
+            max_body_bytes: opt("--max-body-bytes", &self.max_body_bytes, parse_size)?
                 .unwrap_or(d.max_body_bytes),
             idle_timeout: opt("--idle-timeout", &self.idle_timeout, positive_duration)?
                 .unwrap_or(d.idle_timeout),
@@ -491,13 +675,31 @@ fn opt<T>(
     value.as_deref().map(|v| check(flag, v, parse)).transpose()
 }
 
-/// A repeatable option.
+/// A repeatable option, its items trimmed (see [`items`]).
 fn each<T>(
     flag: &'static str,
     values: &[String],
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Vec<T>, Error> {
+    let values = items(flag, values)?;
     values.iter().map(|v| check(flag, v, &parse)).collect()
+}
+
+/// The items of a repeatable option, each trimmed, so that
+/// `FASTGATE_LISTEN="a:1, b:2"` reads as two specs. An empty item (a
+/// trailing or doubled comma) is skipped, as a stray comma means nothing
+/// else; an option given with no item at all is refused.
+fn items<'a>(flag: &'static str, values: &'a [String]) -> Result<Vec<&'a str>, Error> {
+    let kept: Vec<&str> = values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if kept.is_empty() && !values.is_empty() {
+        let reason = "empty: give one value, or several separated by commas";
+        return Err(Error::new(flag, &values.join(","), reason));
+    }
+    Ok(kept)
 }
 
 /// A size or count of at least `min`.
@@ -535,6 +737,53 @@ fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
     move |s| match parse_number(s)? {
         n if n < min || n > max => Err(format!("must be between {min} and {max}")),
         n => Ok(n),
+    }
+}
+
+/// A size in bytes: a whole number, or one followed by `k`, `m` or `g`
+/// (any case) for KiB, MiB or GiB, as nginx spells sizes.
+///
+/// ```
+/// use fastgate::config::parse_size;
+/// assert_eq!(parse_size("65536"), Ok(65_536));
+/// assert_eq!(parse_size("64k"), Ok(64 << 10));
+/// assert_eq!(parse_size("10M"), Ok(10 << 20));
+/// assert_eq!(parse_size("1g"), Ok(1 << 30));
+/// assert!(parse_size("10mb").is_err());
+/// ```
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    const EXPECTED: &str = "expected a size like 65536, 64k, 10m or 1g";
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return Err(EXPECTED.into()),
+    };
+    if digits.is_empty() {
+        return Err(EXPECTED.into());
+    }
+    let n: u64 = digits.parse().map_err(|_| "size too large".to_string())?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| "size too large".into())
+}
+
+/// A size of at least `min` bytes.
+fn size_at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> {
+    move |s| match parse_size(s)? {
+        n if n < min => Err(format!("must be at least {min} bytes (1k)")),
+        n => Ok(n),
+    }
+}
+
+/// A yes-or-no value, spelled as clap's boolish values are.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "y" | "on" | "1" => Ok(true),
+        "false" | "no" | "n" | "off" | "0" => Ok(false),
+        _ => Err("expected true or false (or yes/no, on/off, 1/0)".into()),
     }
 }
 
@@ -588,7 +837,7 @@ fn zero_is_none(s: &str) -> Result<Option<Duration>, String> {
 }
 
 /// Every `--listen`, none twice.
-fn parse_listens(values: &[String]) -> Result<Vec<ListenSpec>, Error> {
+fn parse_listens(values: &[&str]) -> Result<Vec<ListenSpec>, Error> {
     let mut specs: Vec<ListenSpec> = Vec::with_capacity(values.len());
     for v in values {
         let spec = check("--listen", v, parse_listen)?;
@@ -614,7 +863,7 @@ fn parse_listen(s: &str) -> Result<ListenSpec, String> {
 }
 
 /// Every `--mount`, no prefix twice.
-fn parse_mounts(values: &[String]) -> Result<Vec<Mount>, Error> {
+fn parse_mounts(values: &[&str]) -> Result<Vec<Mount>, Error> {
     let mut mounts: Vec<Mount> = Vec::with_capacity(values.len());
     for v in values {
         let mount = check("--mount", v, parse_mount)?;
@@ -631,7 +880,7 @@ fn parse_mounts(values: &[String]) -> Result<Vec<Mount>, Error> {
 fn parse_mount(s: &str) -> Result<Mount, String> {
     let (prefix, app) = s
         .rsplit_once('=')
-        .ok_or("expected PREFIX=APP, e.g. /status=status")?;
+        .ok_or("expected PREFIX=APP, e.g. /echo=echo")?;
     if !prefix.starts_with('/') {
         return Err(format!("the prefix {prefix:?} must start with '/'"));
     }
@@ -776,7 +1025,7 @@ fn parse_log_target(s: &str) -> Result<LogTarget, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     /// `fastgate serve` alone, to run the real clap definitions.
     #[derive(Parser)]
@@ -823,6 +1072,36 @@ mod tests {
         assert_eq!(
             parse_duration("18446744073709551615h"),
             Err("duration too long".into())
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = |s: &str, n: u64| assert_eq!(parse_size(s), Ok(n), "{s}");
+        ok("0", 0);
+        ok("1023", 1023);
+        ok("64k", 65_536);
+        ok("64K", 65_536);
+        ok("10m", 10 << 20);
+        ok("2G", 2 << 30);
+        ok("0k", 0);
+        for bad in ["", "k", "-1", "1.5m", "10 m", "10mb", "10KiB", "1t", "m10"] {
+            assert_eq!(
+                parse_size(bad),
+                Err("expected a size like 65536, 64k, 10m or 1g".into()),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_size("17179869184g"), Err("size too large".into()));
+        assert_eq!(
+            parse_size("99999999999999999999"),
+            Err("size too large".into())
+        );
+        let c = config(&["--max-body-bytes", "10m", "--max-params-bytes", "64k"]).unwrap();
+        assert_eq!((c.max_body_bytes, c.max_params_bytes), (10 << 20, 64 << 10));
+        assert_eq!(
+            error(&["--max-params-bytes", "1000"]),
+            r#"--max-params-bytes "1000": must be at least 1024 bytes (1k)"#
         );
     }
 
@@ -990,7 +1269,7 @@ mod tests {
             ("--pidfile", ""),
         ] {
             let e = config(&[flag, value]).expect_err(value);
-            assert_eq!((e.flag, e.value.as_str()), (flag, value));
+            assert_eq!((e.flag.as_str(), e.value.as_str()), (flag, value));
         }
     }
 
@@ -999,6 +1278,27 @@ mod tests {
         assert_eq!(
             error(&["--queue=-1"]),
             r#"--queue "-1": expected a whole number"#
+        );
+    }
+
+    #[test]
+    fn a_value_starting_with_a_hyphen_is_the_flags_value() {
+        let cmd = Serve::command();
+        // `--cgi-allow-root` takes its value only after '='.
+        let takes_next =
+            |a: &&clap::Arg| a.get_action().takes_values() && !a.is_require_equals_set();
+        let longs = cmd.get_arguments().filter(takes_next);
+        for long in longs.filter_map(|a| a.get_long()) {
+            let flag = format!("--{long}");
+            let argv = ["serve", &flag, "-3"];
+            let args = Serve::try_parse_from(argv).unwrap_or_else(|e| panic!("{flag}: {e}"));
+            if let Err(e) = args.args.into_config() {
+                assert_eq!((e.flag.as_str(), e.value.as_str()), (flag.as_str(), "-3"));
+            }
+        }
+        assert_eq!(
+            error(&["--max-reqs", "-3"]),
+            r#"--max-reqs "-3": expected a whole number"#
         );
     }
 
@@ -1038,7 +1338,10 @@ mod tests {
         assert_eq!(m("//=hello"), Ok(("/".into(), "hello".into())));
         assert_eq!(m("/echo/=echo"), Ok(("/echo".into(), "echo".into())));
         assert_eq!(m("/a=b=env"), Ok(("/a=b".into(), "env".into())));
-        assert!(m("hello").unwrap_err().contains("PREFIX=APP"));
+        let no_app = m("hello").unwrap_err();
+        assert!(no_app.contains("PREFIX=APP"), "{no_app}");
+        let example = no_app.rsplit('=').next().unwrap_or_default();
+        assert!(crate::apps::is_known(example), "a real app: {no_app}");
         assert!(m("nope=hello").unwrap_err().contains("must start with '/'"));
         assert!(m("/x?y=hello").is_err());
         let unknown = m("/=nope").unwrap_err();
@@ -1116,6 +1419,58 @@ mod tests {
             parse_log_target("/x.log"),
             Ok(LogTarget::File("/x.log".into()))
         );
+    }
+
+    #[test]
+    fn list_items_are_trimmed_and_empty_ones_skipped() {
+        let c = config(&["-l", "127.0.0.1:1, /a.sock,", "-m", " /=hello ,,/e=echo"]).unwrap();
+        assert_eq!(c.listen.len(), 2);
+        assert_eq!(c.listen[1].to_string(), "/a.sock");
+        assert_eq!(c.mounts.len(), 2);
+        let c = config(&["--allow-uid", "0, 33", "--allow-from", " ::1 "]).unwrap();
+        assert_eq!((c.allow_uid, c.allow_from.len()), (vec![0, 33], 1));
+        let c = config(&["--cgi-root", "/a, /b", "--allow-gid", "1 ,2"]).unwrap();
+        assert_eq!((c.cgi_roots.len(), c.allow_gid), (2, vec![1, 2]));
+        assert_eq!(
+            error(&["-l", " , "]),
+            r#"--listen " , ": empty: give one value, or several separated by commas"#
+        );
+        assert!(error(&["--allow-uid", ""]).starts_with(r#"--allow-uid "": empty"#));
+    }
+
+    #[test]
+    fn a_set_but_empty_variable_is_refused() {
+        let matches = |argv: &[&str]| {
+            let argv = std::iter::once("serve").chain(argv.iter().copied());
+            Serve::command().try_get_matches_from(argv).unwrap()
+        };
+        let env = |value: &'static str| {
+            move |name: &str| (name == "FASTGATE_LISTEN").then(|| OsString::from(value))
+        };
+        let err = check_env(&matches(&[]), env("")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"--listen "" (from FASTGATE_LISTEN): set but empty: give FASTGATE_LISTEN a value, or unset it"#
+        );
+        assert!(check_env(&matches(&[]), env(" , ")).is_err());
+        assert!(check_env(&matches(&[]), env("127.0.0.1:1")).is_ok());
+        assert!(check_env(&matches(&["-l", "127.0.0.1:1"]), env("")).is_ok());
+        assert!(check_env(&matches(&[]), |_| None).is_ok());
+    }
+
+    #[test]
+    fn cgi_allow_root_is_a_switch_or_a_boolean() {
+        assert!(!config(&[]).unwrap().cgi_allow_root);
+        assert!(config(&["--cgi-allow-root"]).unwrap().cgi_allow_root);
+        assert!(config(&["--cgi-allow-root=yes"]).unwrap().cgi_allow_root);
+        assert!(!config(&["--cgi-allow-root=FALSE"]).unwrap().cgi_allow_root);
+        assert_eq!(
+            error(&["--cgi-allow-root=maybe"]),
+            r#"--cgi-allow-root "maybe": expected true or false (or yes/no, on/off, 1/0)"#
+        );
+        // A switch: the next word is not its value.
+        let argv = ["serve", "--cgi-allow-root", "no"];
+        assert!(Serve::try_parse_from(argv).is_err());
     }
 
     #[test]

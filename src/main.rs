@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use env_logger::Target;
 use fastgate::client::{self, RequestArgs};
-use fastgate::config::ServeArgs;
+use fastgate::config::{self, ServeArgs};
 use fastgate::logfile::{self, LogFile};
 use log::LevelFilter;
 
@@ -59,6 +59,9 @@ fn main() -> ExitCode {
 
 /// `fastgate serve`: check the configuration, then run until a signal.
 fn serve(args: ServeArgs, matches: &ArgMatches, (verbose, quiet): (u8, u8)) -> ExitCode {
+    if let Err(e) = config::check_env(matches, |name| std::env::var_os(name)) {
+        return fail(2, &e);
+    }
     let config = match args.into_config() {
         Ok(config) => config,
         Err(e) => return fail(2, &e.with_source(matches)),
@@ -128,9 +131,9 @@ fn log_target(path: Option<&Path>) -> Result<Target, std::io::Error> {
     let Some(path) = path else {
         return Ok(Target::Stderr);
     };
-    let context = format!("--error-log {:?}", path.display().to_string());
+    // LogFile's error already reads `PATH: what is wrong`.
     let file = LogFile::open(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{context}: {e}")))?;
+        .map_err(|e| std::io::Error::new(e.kind(), format!("--error-log {e}")))?;
     Ok(Target::Pipe(Box::new(logfile::Writer(file))))
 }
 

@@ -6,6 +6,7 @@
 //! | `fastcgi://HOST:PORT`, `scgi://…`, `http://…` | named | TCP |
 //! | `fastcgi:/abs/path.sock`, `scgi:/…`, `http:/…` | named | Unix |
 //! | `HOST:PORT`, `/abs/path.sock` | auto (first byte decides) | TCP / Unix |
+//! | `unix:/abs/path.sock` (nginx's and fcgiwrap's spelling) | auto | Unix |
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -64,11 +65,17 @@ impl FromStr for ListenSpec {
     type Err = SpecError;
 
     fn from_str(s: &str) -> Result<Self, SpecError> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            return Ok(ListenSpec {
+                protocol: Protocol::Auto,
+                address: unix_address(s, path)?,
+            });
+        }
         let (protocol, rest) = split_scheme(s)?;
         let address = if let Some(path) = rest.strip_prefix("//") {
             Address::Tcp(resolve(path)?)
         } else if rest.starts_with('/') {
-            Address::Unix(PathBuf::from(rest))
+            unix_address(s, rest)?
         } else if protocol == Protocol::Auto {
             Address::Tcp(resolve(rest)?)
         } else {
@@ -77,15 +84,33 @@ impl FromStr for ListenSpec {
                 protocol.scheme()
             )));
         };
-        if let Address::Unix(p) = &address {
-            if p.as_os_str().len() > 107 {
-                return Err(SpecError(format!(
-                    "{s:?}: unix socket path longer than 107 bytes"
-                )));
-            }
-        }
         Ok(ListenSpec { protocol, address })
     }
+}
+
+/// The socket path of spec `s`: absolute, and short enough for `sun_path`.
+/// `unix:///run/a.sock` (the URL form) is `/run/a.sock`.
+fn unix_address(s: &str, path: &str) -> Result<Address, SpecError> {
+    let path = match path.strip_prefix("//") {
+        Some(rest) if rest.starts_with('/') => rest,
+        Some(_) => {
+            return Err(SpecError(format!(
+                "{s:?}: expected unix:/absolute/path.sock"
+            )))
+        }
+        None => path,
+    };
+    if !path.starts_with('/') {
+        return Err(SpecError(format!(
+            "{s:?}: the socket path must be absolute, e.g. unix:/run/fastgate.sock"
+        )));
+    }
+    if path.len() > 107 {
+        return Err(SpecError(format!(
+            "{s:?}: unix socket path longer than 107 bytes"
+        )));
+    }
+    Ok(Address::Unix(PathBuf::from(path)))
 }
 
 fn split_scheme(s: &str) -> Result<(Protocol, &str), SpecError> {
@@ -179,6 +204,24 @@ mod tests {
         );
         assert_eq!(parse("/run/a.sock"), unix(Protocol::Auto, "/run/a.sock"));
         assert_eq!(parse("localhost:9000").protocol, Protocol::Auto);
+    }
+
+    #[test]
+    fn unix_prefix_is_the_bare_path() {
+        assert_eq!(parse("unix:/run/a.sock"), parse("/run/a.sock"));
+        assert_eq!(parse("unix:///run/a.sock"), parse("/run/a.sock"));
+        assert_eq!(parse("unix:/run/a.sock").to_string(), "/run/a.sock");
+        for (bad, why) in [
+            ("unix:run/a.sock", "must be absolute"),
+            ("unix:", "must be absolute"),
+            ("unix://run/a.sock", "expected unix:/absolute/path.sock"),
+        ] {
+            let e = bad.parse::<ListenSpec>().unwrap_err();
+            assert!(e.0.starts_with(&format!("{bad:?}: ")), "{e}");
+            assert!(e.0.contains(why), "{e}");
+        }
+        let long = format!("unix:/{}", "x".repeat(107));
+        assert!(long.parse::<ListenSpec>().unwrap_err().0.contains("107"));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! naming the flag, help works, and `fastgate request` reports a backend it
 //! cannot reach. Server round trips live in the per-capability test files.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::Server;
 
 fn fastgate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastgate"));
@@ -53,12 +57,92 @@ fn bad_values_exit_2_naming_the_flag() {
 }
 
 #[test]
+fn unix_prefix_is_the_bare_socket_path() {
+    let server = Server::start(&["--listen", "unix:{dir}/a.sock"]);
+    let spec = format!("unix:{}", server.unix_path(0).display());
+    let out = fastgate(&["request", &spec, "/", "-o"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"Hello, world!\n");
+    let err = assert_refused(&["--listen", "unix:a.sock"], &[], "--listen");
+    assert!(err.contains("must be absolute"), "{err}");
+}
+
+#[test]
+fn environment_lists_may_have_spaces_around_commas() {
+    let dir = common::TempDir::new();
+    let mut cmd = common::serve_command(&[]);
+    let (a, b) = (dir.join("a.sock"), dir.join("b.sock"));
+    cmd.env("FASTGATE_LISTEN", format!("{a}, unix:{b} ,"));
+    cmd.env("FASTGATE_MOUNT", "/=hello, /echo=echo");
+    let server = Server::spawn(cmd, dir, 2);
+    assert_eq!(server.specs(), [a, b.clone()]);
+    let out = fastgate(&["request", &b, "/echo", "-d", "hi", "-o"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"hi");
+}
+
+#[test]
+fn a_set_but_empty_variable_is_an_error() {
+    // The bad --max-threads makes a build that ignores the empty variable
+    // fail at once (naming the wrong flag) instead of serving for good.
+    let args = ["--max-threads", "0"];
+    for value in ["", " , "] {
+        let err = assert_refused(&args, &[("FASTGATE_LISTEN", value)], "--listen");
+        assert!(
+            err.contains("(from FASTGATE_LISTEN): set but empty"),
+            "{err}"
+        );
+    }
+    let err = assert_refused(&args, &[("FASTGATE_MAX_REQS", "")], "--max-reqs");
+    assert!(err.contains("give FASTGATE_MAX_REQS a value"), "{err}");
+}
+
+#[test]
+fn a_negative_number_is_the_flags_bad_value() {
+    let err = assert_refused(&["--max-reqs", "-3"], &[], "--max-reqs");
+    assert_eq!(
+        err,
+        "fastgate: --max-reqs \"-3\": expected a whole number\n"
+    );
+    assert_refused(&["--idle-timeout", "-1s"], &[], "--idle-timeout");
+    let out = fastgate(&["request", "127.0.0.1:9", "--timeout", "-1s"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).starts_with("fastgate: --timeout \"-1s\": "));
+}
+
+#[test]
 fn bad_environment_values_exit_2_naming_flag_and_variable() {
     let err = assert_refused(&[], &[("FASTGATE_MAX_REQS", "0")], "--max-reqs");
     assert!(err.contains("FASTGATE_MAX_REQS"), "{err}");
+    let env = [("FASTGATE_CGI_ALLOW_ROOT", "maybe")];
+    let err = assert_refused(&[], &env, "--cgi-allow-root");
+    assert!(
+        err.contains("(from FASTGATE_CGI_ALLOW_ROOT): expected true or false"),
+        "{err}"
+    );
     let mounts = [("FASTGATE_MOUNT", "/=hello,/status=nope")];
     let err = assert_refused(&[], &mounts, "--mount");
     assert!(err.contains("\"/status=nope\""), "{err}");
+}
+
+#[test]
+fn a_log_file_in_a_missing_directory_is_named_once_with_the_fix() {
+    let dir = common::TempDir::new();
+    let missing = dir.path().join("no-dir");
+    let file = missing.join("x.log").display().to_string();
+    for flag in ["--error-log", "--access-log"] {
+        let argv = ["serve", "--listen", "127.0.0.1:0", flag, &file];
+        let out = fastgate(&argv, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {err}");
+        assert_eq!(err.matches(&file).count(), 1, "{flag}: {err}");
+        let fix = format!(
+            "directory {} does not exist: create it first\n",
+            missing.display()
+        );
+        assert!(err.starts_with(&format!("fastgate: {flag}")), "{err}");
+        assert!(err.ends_with(&format!("{file}: {fix}")), "{err}");
+    }
 }
 
 #[test]
@@ -96,6 +180,50 @@ fn help_works() {
     }
     let out = fastgate(&["--version"], &[]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn help_fits_100_columns_without_a_terminal() {
+    for argv in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["request", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fastgate"))
+            .args(argv)
+            .env_remove("COLUMNS")
+            .output()
+            .expect("the fastgate binary runs");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.lines().count() > 5, "{argv:?}: {help}");
+        for line in help.lines() {
+            assert!(line.chars().count() <= 100, "{argv:?}: {line}");
+        }
+    }
+}
+
+#[test]
+fn help_says_which_options_wait_for_what_is_not_built() {
+    let out = fastgate(&["serve", "--help"], &[]);
+    let help = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for flag in ["--cgi-root", "--cgi-allow-root", "--cgi-stderr"] {
+        // Each entry ends with its `[env: FASTGATE_...]`.
+        let entry = help.split(&format!("{flag}[=<BOOL>]")).nth(1);
+        let entry = entry.or_else(|| help.split(&format!("{flag} <")).nth(1));
+        let entry = entry
+            .unwrap_or_default()
+            .split("[env:")
+            .next()
+            .unwrap_or_default();
+        assert!(
+            entry.contains("(for the cgi app, not built yet)"),
+            "{flag}: {entry}"
+        );
+    }
+    let entry = help.split("--max-requests <").nth(1).unwrap_or_default();
+    let entry = entry.split("[env:").next().unwrap_or_default();
+    assert!(entry.contains("(prefork; not built yet)"), "{entry}");
 }
 
 // ---- `fastgate request` and `fastgate::client` against scripted peers ----
@@ -338,6 +466,54 @@ fn request_command_usage_errors_exit_2() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn request_command_names_a_listener_of_the_other_protocol() {
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--listen",
+        "scgi://127.0.0.1:0",
+    ]);
+    let (fcgi, scgi) = (server.tcp_addr(0), server.tcp_addr(1));
+    for (spec, hint) in [
+        (
+            format!("scgi://{fcgi}"),
+            "closed the connection without a response",
+        ),
+        (
+            format!("fastcgi://{scgi}"),
+            "answered \"Status: 400 Bad Request\"",
+        ),
+        (scgi.to_string(), "which is not FastCGI"),
+    ] {
+        let out = fastgate(&["request", &spec, "/"], &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {err}");
+        assert!(out.stdout.is_empty(), "{spec}: nothing made up on stdout");
+        assert!(
+            err.starts_with(&format!("fastgate: {spec}: the backend ")),
+            "{err}"
+        );
+        assert!(err.contains(hint), "{spec}: {err}");
+        assert!(err.contains(": wrong protocol? (try "), "{err}");
+    }
+    let out = fastgate(&["request", &format!("scgi://{fcgi}"), "/"], &[]);
+    assert!(stderr(&out).ends_with(&format!("(try fastcgi://{fcgi})\n")));
+    let out = fastgate(&["request", &format!("fastcgi://{scgi}"), "/"], &[]);
+    assert!(stderr(&out).ends_with(&format!("(try scgi://{scgi})\n")));
+}
+
+#[test]
+fn request_command_says_spec_and_uri_are_two_arguments() {
+    let out = fastgate(&["request", "127.0.0.1:9000/hello"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "fastgate: SPEC \"127.0.0.1:9000/hello\": SPEC and URI are separate arguments: \
+         fastgate request 127.0.0.1:9000 /hello\n"
+    );
 }
 
 #[test]
