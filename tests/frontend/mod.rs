@@ -2,7 +2,7 @@
 //! `tests/caddy.rs`, `tests/h2o.rs`) share beyond `tests/common`: a small
 //! HTTP/1.1 client over `std::net::TcpStream` (keep-alive, Content-Length and
 //! chunked bodies both ways), a temporary directory, a free port, a
-//! front-server process killed by pid on drop (with every process it
+//! front-server process stopped by pid on drop (with every process it
 //! started), the unprivileged user front servers run as on Debian
 //! (`www-data`), and the checks of the built-in apps' answers.
 //!
@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 const MAX_BODY: usize = 64 << 20;
 /// How long one read or write may block before the test fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a front server gets to stop on SIGTERM before it and its
+/// children are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request body and how it is framed on the wire.
 pub enum Body<'a> {
@@ -309,7 +312,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A front server (nginx, haproxy, caddy, h2o) running in the foreground,
-/// killed by pid when dropped, together with every process it started
+/// stopped by pid when dropped, together with every process it started
 /// (nginx's workers). Its output goes to `log`, printed when the test fails.
 pub struct FrontProcess {
     name: String,
@@ -394,13 +397,25 @@ impl FrontProcess {
         }
     }
 
-    /// SIGKILLs this process and everything it started, by pid. The process
-    /// is stopped first: a stopped nginx master neither respawns a killed
-    /// worker nor reaps one, so the pids listed stay its own until it dies.
-    fn kill_tree(&mut self) {
+    /// Stops this process and everything it started, by pid. First SIGTERM:
+    /// nginx's master, haproxy, caddy and h2o then stop their own children
+    /// and reap them (a child killed from here, once its parent is gone, is
+    /// left a zombie where pid 1 does not reap). If it is still running
+    /// after [`STOP_TIMEOUT`], SIGKILL for it and each process below it; it
+    /// is stopped (SIGSTOP) first, so it neither respawns a killed worker
+    /// nor reaps one, and the pids listed stay its own until it dies.
+    fn stop_tree(&mut self) {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
         let pid = Pid::from_raw(i32::try_from(self.pid()).expect("pid fits in i32"));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
         let _ = kill(pid, Signal::SIGSTOP);
         for child in descendants(self.pid()) {
             if let Ok(child) = i32::try_from(child) {
@@ -418,7 +433,7 @@ impl Drop for FrontProcess {
         if thread::panicking() {
             eprintln!("--- {} log ---\n{}", self.name, self.log_text());
         }
-        self.kill_tree();
+        self.stop_tree();
     }
 }
 
