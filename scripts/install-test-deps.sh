@@ -10,6 +10,9 @@
 # - `nginx` is the build with fastcgi, scgi and upstream keepalive compiled in;
 #   `nginx-light` is only a transitional package pulling it plus an extra module.
 # - haproxy 2.6 has `fcgi-app`.
+# - caddy 2.6 (`reverse_proxy` with `transport fastcgi`) and h2o 2.2
+#   (`fastcgi.connect`) are the other front servers the tests drive; both
+#   packages ship a service the policy-rc.d trick below keeps down.
 set -euo pipefail
 
 # tool name (what the tests look for on PATH) → Debian package
@@ -19,6 +22,8 @@ TOOLS=(
     "lighttpd:lighttpd"
     "spawn-fcgi:spawn-fcgi"
     "apache2:apache2"
+    "caddy:caddy"
+    "h2o:h2o"
     "git:git"
     "wrk:wrk"
     "curl:curl"
@@ -50,10 +55,11 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     exit 0
 fi
 
-# Installing nginx and apache2 would start both daemons on port 80, and on a
-# machine without an init system the failed start fails the install. The
-# tests start their own instances, so keep the packages' services down while
-# installing (the usual policy-rc.d convention, removed afterwards).
+# Installing nginx, apache2, caddy or h2o would start their daemons (several
+# on port 80), and on a machine without an init system the failed start fails
+# the install. The tests start their own instances, so keep the packages'
+# services down while installing (the usual policy-rc.d convention, removed
+# afterwards).
 policy=/usr/sbin/policy-rc.d
 created_policy=no
 if [ ! -e "$policy" ]; then

@@ -1,30 +1,41 @@
 //! A real nginx in front of the real fastgate binary: what production looks
-//! like. nginx runs unprivileged-friendly in the foreground from a temp dir
-//! (its pid file, logs and every *_temp_path inside it) and is killed by pid
-//! when the test ends.
+//! like. nginx runs as Debian runs it: a master as root and a worker as
+//! www-data (`user www-data;`), never root, in the foreground from a temp dir
+//! (its pid file, logs and every *_temp_path inside it), killed by pid with
+//! its worker when the test ends. So a Unix socket only root may use fails
+//! here as it fails on a real machine: with a 502. (Not run as root, the
+//! tests cannot switch users: nginx then runs as the current user and says
+//! so, and the tests about the socket's owner skip loudly.)
 //!
 //! The server blocks come from `deploy/nginx/fastgate.conf` and
 //! `deploy/nginx/fastgate-scgi.conf`, with only the socket address and the
 //! listen port substituted, so the shipped snippets are what is proven here:
 //! fastcgi_pass over a Unix socket and over TCP with upstream keepalive and
 //! `fastcgi_keep_conn on`, scgi_pass, and `fastcgi_request_buffering off` with
-//! a chunked upload (a body with no CONTENT_LENGTH).
+//! a chunked upload (a body with no CONTENT_LENGTH). The fastgate command in
+//! the snippet's comment is run as written too (socket path substituted).
 
 mod common;
 mod frontend;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
 use common::{require_tool, Server};
-use frontend::{first_difference, pattern, tcp_states, Body, Client, FrontProcess, TempDir};
+use frontend::{
+    assert_echo, assert_env, assert_hello, env_lines, env_value, pattern, replace_once,
+    socket_owner_args, tcp_states, Body, Client, FrontProcess, TempDir, FRONT_USER,
+};
 
 const FASTCGI_SNIPPET: &str = include_str!("../deploy/nginx/fastgate.conf");
 const SCGI_SNIPPET: &str = include_str!("../deploy/nginx/fastgate-scgi.conf");
 
 /// The socket address the snippets name, replaced by the test's own.
 const SNIPPET_SOCKET: &str = "unix:/run/fastgate.sock";
+/// The socket path in the command the snippets' comments give.
+const COMMAND_SOCKET: &str = "/run/fastgate.sock";
 const SNIPPET_LISTEN: &str = "listen 80;";
 
 /// 5 MB: far past nginx's in-memory body buffer and fastgate's output
@@ -76,9 +87,13 @@ const MOUNTS: &[&str] = &[
     "/env=env",
 ];
 
-/// fastgate with the test mounts on one listener.
+/// fastgate with the test mounts on one listener; a Unix socket it creates
+/// belongs to the user nginx's workers run as, as the snippets say.
 fn fastgate(listen: &str) -> Server {
     let mut args = vec!["--listen", listen];
+    if !listen.contains("://") {
+        args.extend(socket_owner_args());
+    }
     args.extend_from_slice(MOUNTS);
     Server::start(&args)
 }
@@ -86,45 +101,74 @@ fn fastgate(listen: &str) -> Server {
 /// A running nginx and the port it answers on.
 struct Nginx {
     // Field order: the process goes before the dir holding its files.
-    _proc: FrontProcess,
+    proc: FrontProcess,
     port: u16,
     _dir: TempDir,
 }
 
 impl Nginx {
     /// Starts nginx with `site` (a server block, rendered for `port`)
-    /// included in its http {} block.
+    /// included in its http {} block; as root, its worker runs as www-data,
+    /// which is checked.
     fn start(site: &str, port: u16) -> Nginx {
+        let worker = frontend::front_user();
         let dir = TempDir::new("nginx");
-        write_config(dir.path(), site);
+        write_config(dir.path(), site, worker.is_some());
         let d = dir.path().display().to_string();
         let nginx = common::find_on_path("nginx").expect("nginx on PATH");
         let log = dir.path().join("nginx.log");
         let conf = format!("{d}/nginx.conf");
         let args = ["-p", &d, "-c", &conf, "-e", &format!("{d}/nginx.log")];
         let proc = FrontProcess::start(nginx.to_str().unwrap_or("nginx"), &args, log, port);
-        Nginx {
-            _proc: proc,
+        let nginx = Nginx {
+            proc,
             port,
             _dir: dir,
+        };
+        if let Some((uid, _)) = worker {
+            nginx.assert_workers_run_as(uid);
+        }
+        nginx
+    }
+
+    /// Every process the master started runs as `uid`: none as root.
+    fn assert_workers_run_as(&self, uid: u32) {
+        let workers = self.proc.descendants(1);
+        assert!(!workers.is_empty(), "nginx started no worker");
+        for pid in workers {
+            let seen = frontend::wait_uid(pid, uid);
+            assert_eq!(seen, Some(uid), "nginx worker {pid} runs as uid {seen:?}");
         }
     }
 
     fn client(&self) -> Client {
         Client::connect(self.port).expect("connect to nginx")
     }
+
+    fn log_text(&self) -> String {
+        self.proc.log_text()
+    }
 }
 
-/// nginx.conf for one foreground process, every path inside `dir`, plus the
-/// params files the snippets include (relative to the conf dir).
-fn write_config(dir: &Path, site: &str) {
+/// nginx.conf for a foreground master with one worker, every path inside
+/// `dir`, plus the params files the snippets include (relative to the conf
+/// dir). With `as_www_data`, the worker runs as www-data, as Debian's
+/// nginx.conf says; nginx's master makes the temp dirs it creates the
+/// worker's, and `dir` (0755 under /tmp) lets the worker through to them.
+fn write_config(dir: &Path, site: &str, as_www_data: bool) {
     let d = dir.display();
-    // master_process off: one process to start, watch and kill by pid, and
-    // no user switch when the tests run as root.
+    let user = if as_www_data {
+        format!("user {FRONT_USER};\n")
+    } else {
+        String::new()
+    };
+    // The master stays in the foreground: the test kills it by pid, and
+    // FrontProcess kills its worker by pid too.
     let conf = format!(
         "daemon off;
-master_process off;
-pid {d}/nginx.pid;
+master_process on;
+worker_processes 1;
+{user}pid {d}/nginx.pid;
 error_log {d}/nginx.log info;
 events {{ worker_connections 512; }}
 http {{
@@ -159,53 +203,6 @@ fn render(snippet: &str, upstream: &str, port: u16) -> String {
     let listen = format!("listen 127.0.0.1:{port};");
     let site = replace_once(snippet, SNIPPET_SOCKET, upstream);
     replace_once(&site, SNIPPET_LISTEN, &listen)
-}
-
-fn replace_once(text: &str, from: &str, to: &str) -> String {
-    let count = text.matches(from).count();
-    assert_eq!(
-        count, 1,
-        "{from:?} should occur once in the snippet, found {count}"
-    );
-    text.replacen(from, to, 1)
-}
-
-/// An upload body and the path it goes to: echoed back byte for byte.
-fn assert_echo(resp: &frontend::Response, sent: &[u8]) {
-    assert_eq!(resp.status, 200, "echo status; body: {}", resp.text());
-    assert!(
-        resp.body == sent,
-        "echo body differs: {}",
-        first_difference(&resp.body, sent)
-    );
-}
-
-fn assert_hello(resp: &frontend::Response) {
-    assert_eq!(resp.status, 200, "hello status; body: {}", resp.text());
-    assert_eq!(resp.body, b"Hello, world!\n");
-    let ctype = resp.header("Content-Type").unwrap_or("");
-    assert!(
-        ctype.starts_with("text/plain"),
-        "hello Content-Type {ctype:?}"
-    );
-}
-
-/// The `env` app's lines as (name, value).
-fn env_lines(resp: &frontend::Response) -> Vec<(String, String)> {
-    assert_eq!(resp.status, 200, "env status; body: {}", resp.text());
-    resp.text()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(n, v)| (n.to_string(), v.to_string()))
-        .collect()
-}
-
-fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-}
-
-fn assert_env(env: &[(String, String)], name: &str, want: &str) {
-    assert_eq!(env_value(env, name), Some(want), "{name} in env: {env:?}");
 }
 
 /// Checks hello, the 5 MB echo, 404 and env through one client; `scgi`
@@ -373,14 +370,10 @@ fn refusals_survive_the_close_that_follows_them() {
     if !require_tool("nginx") {
         return;
     }
-    let server = Server::start(&[
-        "--listen",
-        "{dir}/fg.sock",
-        "--mount",
-        "/=echo",
-        "--max-body-bytes",
-        "1000",
-    ]);
+    let mut args = vec!["--listen", "{dir}/fg.sock"];
+    args.extend(socket_owner_args());
+    args.extend(["--mount", "/=echo", "--max-body-bytes", "1000"]);
+    let server = Server::start(&args);
     let sock = server.unix_path(0).display().to_string();
     let port = frontend::free_port();
     let site = format!(
@@ -403,4 +396,121 @@ fn refusals_survive_the_close_that_follows_them() {
             assert_eq!(resp.status, 413, "{path} round {round}: {}", resp.text());
         }
     }
+}
+
+/// The `fastgate serve` command the FastCGI snippet's comment gives, as
+/// arguments after `serve`, with the socket in the server's temp dir.
+fn documented_command() -> Vec<String> {
+    let line = FASTCGI_SNIPPET
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .strip_prefix("fastgate serve ")
+        })
+        .expect("a `fastgate serve` command in deploy/nginx/fastgate.conf");
+    let line = replace_once(line, COMMAND_SOCKET, "{dir}/fg.sock");
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// fastgate run with `args` (as root) answers `/` through nginx's www-data
+/// worker over the Unix socket it created, and that socket belongs to
+/// www-data (its user, or its group).
+fn assert_served_to_www_data(args: &[&str]) {
+    let Some((uid, gid)) = frontend::require_front_user() else {
+        return;
+    };
+    if !require_tool("nginx") {
+        return;
+    }
+    let server = Server::start(args);
+    let sock = server.unix_path(0);
+    let meta = fs::metadata(&sock).expect("stat the socket");
+    assert!(
+        meta.uid() == uid || meta.gid() == gid,
+        "socket {} is {}:{}, not www-data's ({uid}:{gid})",
+        sock.display(),
+        meta.uid(),
+        meta.gid()
+    );
+    let upstream = format!("unix:{}", sock.display());
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(FASTCGI_SNIPPET, &upstream, port), port);
+    let resp = nginx.client().get("/").expect("GET / through nginx");
+    assert_hello(&resp);
+}
+
+/// The first hour on Debian: fastgate started (as root) exactly as the
+/// snippet's comment says, `--socket-owner www-data:www-data`, answers
+/// through nginx whose worker runs as www-data.
+#[test]
+fn documented_command_serves_www_data_workers() {
+    let args = documented_command();
+    assert!(
+        args.iter().any(|a| a == "--socket-owner"),
+        "the documented command gives the socket an owner: {args:?}"
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_served_to_www_data(&args);
+}
+
+/// The other way the contract gives: fastgate drops to `-u nobody -g
+/// www-data`, and the socket it created as root goes to them (mode 0660),
+/// so www-data's group may connect.
+#[test]
+fn user_and_group_give_the_socket_to_www_data() {
+    assert_served_to_www_data(&[
+        "--listen",
+        "{dir}/fg.sock",
+        "-u",
+        "nobody",
+        "-g",
+        FRONT_USER,
+        "--mount",
+        "/=hello",
+    ]);
+}
+
+/// `--socket-owner` with numeric ids, for systems where names differ.
+#[test]
+fn numeric_socket_owner_serves_www_data_workers() {
+    let Some((uid, gid)) = frontend::require_front_user() else {
+        return;
+    };
+    let owner = format!("{uid}:{gid}");
+    assert_served_to_www_data(&[
+        "--listen",
+        "{dir}/fg.sock",
+        "--socket-owner",
+        &owner,
+        "--mount",
+        "/=hello",
+    ]);
+}
+
+/// The trap the snippet warns of: fastgate run as root with no
+/// `--socket-owner`, `--user` or `--group` makes a socket only root may
+/// use. nginx's www-data worker is refused (EACCES) and answers 502; and
+/// fastgate said so at start, naming the option that fixes it.
+#[test]
+fn root_socket_without_owner_gets_502_and_a_warning() {
+    if frontend::require_front_user().is_none() || !require_tool("nginx") {
+        return;
+    }
+    let server = Server::start(&["--listen", "{dir}/fg.sock", "--mount", "/=hello"]);
+    let upstream = format!("unix:{}", server.unix_path(0).display());
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(FASTCGI_SNIPPET, &upstream, port), port);
+    let resp = nginx.client().get("/").expect("GET / through nginx");
+    assert_eq!(resp.status, 502, "body: {}", resp.text());
+    let log = nginx.log_text();
+    assert!(
+        log.contains("(13: Permission denied)"),
+        "nginx's 502 is not the permission refusal:\n{log}"
+    );
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("--socket-owner"),
+        "fastgate, root with neither --socket-owner nor --user/--group, gave no warning naming --socket-owner; stderr:\n{stderr}"
+    );
 }

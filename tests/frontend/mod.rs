@@ -1,7 +1,10 @@
-//! What the front-server tests (`tests/nginx.rs`, `tests/haproxy.rs`) share
-//! beyond `tests/common`: a small HTTP/1.1 client over `std::net::TcpStream`
-//! (keep-alive, Content-Length and chunked bodies both ways), a temporary
-//! directory, a free port, and a front-server process killed by pid on drop.
+//! What the front-server tests (`tests/nginx.rs`, `tests/haproxy.rs`,
+//! `tests/caddy.rs`, `tests/h2o.rs`) share beyond `tests/common`: a small
+//! HTTP/1.1 client over `std::net::TcpStream` (keep-alive, Content-Length and
+//! chunked bodies both ways), a temporary directory, a free port, a
+//! front-server process stopped by pid on drop (with every process it
+//! started), the unprivileged user front servers run as on Debian
+//! (`www-data`), and the checks of the built-in apps' answers.
 //!
 //! The client is ours rather than curl so the tests need no extra tool and
 //! can send exactly what they mean (a chunked upload, 100 requests on one
@@ -9,6 +12,7 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -23,6 +27,9 @@ use std::time::{Duration, Instant};
 const MAX_BODY: usize = 64 << 20;
 /// How long one read or write may block before the test fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a front server gets to stop on SIGTERM before it and its
+/// children are killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A request body and how it is framed on the wire.
 pub enum Body<'a> {
@@ -304,8 +311,9 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// A front server (nginx, haproxy) running in the foreground, killed by pid
-/// when dropped. Its output goes to `log`, printed when the test fails.
+/// A front server (nginx, haproxy, caddy, h2o) running in the foreground,
+/// stopped by pid when dropped, together with every process it started
+/// (nginx's workers). Its output goes to `log`, printed when the test fails.
 pub struct FrontProcess {
     name: String,
     child: Child,
@@ -317,6 +325,15 @@ impl FrontProcess {
     /// connections. Panics with the server's own log if it exits or never
     /// listens.
     pub fn start(program: &str, args: &[&str], log: PathBuf, port: u16) -> FrontProcess {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        FrontProcess::start_command(cmd, log, port)
+    }
+
+    /// As [`FrontProcess::start`], for a command the caller prepared (its
+    /// user, environment, working directory).
+    pub fn start_command(mut cmd: Command, log: PathBuf, port: u16) -> FrontProcess {
+        let name = cmd.get_program().to_string_lossy().into_owned();
         // Append mode: nginx writes its error_log to the same file itself.
         let out = fs::OpenOptions::new()
             .create(true)
@@ -324,18 +341,13 @@ impl FrontProcess {
             .open(&log)
             .expect("create the front server log");
         let err = out.try_clone().expect("clone log handle");
-        let child = Command::new(program)
-            .args(args)
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let mut proc = FrontProcess {
-            name: program.to_string(),
-            child,
-            log,
-        };
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let mut proc = FrontProcess { name, child, log };
         proc.wait_listening(port);
         proc
     }
@@ -371,6 +383,49 @@ impl FrontProcess {
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The processes this one started (and those they started), e.g. nginx's
+    /// workers, waiting up to 10 s for at least `at_least` of them.
+    pub fn descendants(&self, at_least: usize) -> Vec<u32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = descendants(self.pid());
+            if found.len() >= at_least || Instant::now() > deadline {
+                return found;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops this process and everything it started, by pid. First SIGTERM:
+    /// nginx's master, haproxy, caddy and h2o then stop their own children
+    /// and reap them (a child killed from here, once its parent is gone, is
+    /// left a zombie where pid 1 does not reap). If it is still running
+    /// after [`STOP_TIMEOUT`], SIGKILL for it and each process below it; it
+    /// is stopped (SIGSTOP) first, so it neither respawns a killed worker
+    /// nor reaps one, and the pids listed stay its own until it dies.
+    fn stop_tree(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("pid fits in i32"));
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let _ = kill(pid, Signal::SIGSTOP);
+        for child in descendants(self.pid()) {
+            if let Ok(child) = i32::try_from(child) {
+                let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+            }
+        }
+        // Child::kill sends SIGKILL to this pid only: the process we started.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for FrontProcess {
@@ -378,10 +433,181 @@ impl Drop for FrontProcess {
         if thread::panicking() {
             eprintln!("--- {} log ---\n{}", self.name, self.log_text());
         }
-        // Child::kill sends SIGKILL to this pid only: the process we started.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop_tree();
     }
+}
+
+/// Every process below `root` in the process tree, read from /proc.
+fn descendants(root: u32) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, ppid) in process_parents() {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut next = vec![root];
+    // The tree is finite and a pid has one parent: this ends.
+    while let Some(pid) = next.pop() {
+        let below = children.remove(&pid).unwrap_or_default();
+        found.extend_from_slice(&below);
+        next.extend(below);
+    }
+    found
+}
+
+/// (pid, parent pid) of every process, from /proc/PID/stat.
+fn process_parents() -> Vec<(u32, u32)> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "PID (COMM) STATE PPID ...": COMM may hold spaces and parens.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let ppid = rest.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// The real uid of process `pid` (the first field of `Uid:` in
+/// /proc/PID/status), `None` once it is gone.
+pub fn uid_of(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// Waits (up to 10 s) for process `pid` to run as `uid` (a server that
+/// binds as root and then switches); returns the last uid seen.
+pub fn wait_uid(pid: u32, uid: u32) -> Option<u32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = uid_of(pid);
+        if seen == Some(uid) || Instant::now() > deadline {
+            return seen;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------- www-data
+
+/// The user Debian's front servers run as (nginx's workers, Apache; the
+/// deploy snippets name it).
+pub const FRONT_USER: &str = "www-data";
+
+/// `--socket-owner` as the deploy snippets give it.
+pub const SOCKET_OWNER: &str = "www-data:www-data";
+
+/// [`FRONT_USER`]'s uid and gid when the tests can run a front server as
+/// it: they run as root and the user exists. Otherwise `None`, after a loud
+/// note: the front server then runs as the current user, and the socket
+/// needs no owner.
+pub fn front_user() -> Option<(u32, u32)> {
+    let found = switchable_front_user();
+    if let Err(why) = &found {
+        eprintln!("NOTE: {why}: front servers run as the current user, not {FRONT_USER}");
+    }
+    found.ok()
+}
+
+/// As [`front_user`], for a test whose point is the user switch: without
+/// it the test is SKIPPED loudly (the caller returns), and under `CI=true`
+/// it fails, as a missing tool does.
+pub fn require_front_user() -> Option<(u32, u32)> {
+    match switchable_front_user() {
+        Ok(ids) => Some(ids),
+        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{why}, and CI=true requires running front servers as {FRONT_USER}")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED: {why}: cannot run a front server as {FRONT_USER}");
+            None
+        }
+    }
+}
+
+fn switchable_front_user() -> Result<(u32, u32), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("the tests do not run as root".into());
+    }
+    match nix::unistd::User::from_name(FRONT_USER) {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.gid.as_raw())),
+        _ => Err(format!("no user {FRONT_USER}")),
+    }
+}
+
+/// The `--socket-owner` arguments a fastgate behind a front server run as
+/// [`FRONT_USER`] needs (none when the front server runs as the current
+/// user).
+pub fn socket_owner_args() -> Vec<&'static str> {
+    match front_user() {
+        Some(_) => vec!["--socket-owner", SOCKET_OWNER],
+        None => Vec::new(),
+    }
+}
+
+/// Hands `dir` to `uid`:`gid`, for a front server that writes its pid file,
+/// logs or state there after switching to that user.
+pub fn give_dir(dir: &Path, uid: u32, gid: u32) {
+    use nix::unistd::{chown, Gid, Uid};
+    chown(dir, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .unwrap_or_else(|e| panic!("chown {} to {uid}:{gid}: {e}", dir.display()));
+}
+
+// ---------------------------------------------------------------- answers
+
+/// `text` with `from` replaced by `to`; `from` must occur exactly once, so an
+/// edit of a deploy snippet cannot silently leave a test checking something
+/// else.
+pub fn replace_once(text: &str, from: &str, to: &str) -> String {
+    let count = text.matches(from).count();
+    assert_eq!(
+        count, 1,
+        "{from:?} should occur once in the snippet, found {count}"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// An echo answer: 200 and the body sent, byte for byte.
+pub fn assert_echo(resp: &Response, sent: &[u8]) {
+    assert_eq!(resp.status, 200, "echo status; body: {}", resp.text());
+    assert!(
+        resp.body == sent,
+        "echo body differs: {}",
+        first_difference(&resp.body, sent)
+    );
+}
+
+/// The `hello` app's answer.
+pub fn assert_hello(resp: &Response) {
+    assert_eq!(resp.status, 200, "hello status; body: {}", resp.text());
+    assert_eq!(resp.body, b"Hello, world!\n");
+    let ctype = resp.header("Content-Type").unwrap_or("");
+    assert!(
+        ctype.starts_with("text/plain"),
+        "hello Content-Type {ctype:?}"
+    );
+}
+
+/// The `env` app's lines as (name, value).
+pub fn env_lines(resp: &Response) -> Vec<(String, String)> {
+    assert_eq!(resp.status, 200, "env status; body: {}", resp.text());
+    resp.text()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+pub fn assert_env(env: &[(String, String)], name: &str, want: &str) {
+    assert_eq!(env_value(env, name), Some(want), "{name} in env: {env:?}");
 }
 
 /// `n` bytes that are not a repetition of a short pattern, so a dropped,
