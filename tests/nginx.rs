@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use common::{require_tool, Server};
 use frontend::{
-    assert_echo, assert_env, assert_hello, env_lines, env_value, pattern, replace_once,
+    assert_echo, assert_env, assert_hello, common_env, env_lines, env_value, pattern, replace_once,
     socket_owner_args, tcp_states, Body, Client, FrontProcess, TempDir, FRONT_USER,
 };
 
@@ -219,17 +219,7 @@ fn check_routes(client: &mut Client, scgi: bool) {
     let resp = client.get("/nope").expect("GET /nope");
     assert_eq!(resp.status, 404, "unmounted path; body: {}", resp.text());
 
-    let headers = [("X-Test", "yes")];
-    let resp = client
-        .request("GET", "/env?x=1", &headers, Body::None)
-        .expect("GET /env");
-    let env = env_lines(&resp);
-    assert_env(&env, "REQUEST_METHOD", "GET");
-    assert_env(&env, "REQUEST_URI", "/env?x=1");
-    assert_env(&env, "QUERY_STRING", "x=1");
-    assert_env(&env, "SERVER_PROTOCOL", "HTTP/1.1");
-    assert_env(&env, "REMOTE_ADDR", "127.0.0.1");
-    assert_env(&env, "HTTP_X_TEST", "yes");
+    let env = common_env(client, "/env?x=1");
     if scgi {
         assert_env(&env, "SCGI", "1");
         assert_env(&env, "CONTENT_LENGTH", "0");

@@ -593,6 +593,24 @@ pub fn assert_hello(resp: &Response) {
 }
 
 /// The `env` app's lines as (name, value).
+/// GETs `uri` (an `env` mount, with a query) sending `X-Test: yes`, checks
+/// the params every front server sends alike, and returns them all.
+pub fn common_env(client: &mut Client, uri: &str) -> Vec<(String, String)> {
+    let headers = [("X-Test", "yes")];
+    let resp = client
+        .request("GET", uri, &headers, Body::None)
+        .unwrap_or_else(|e| panic!("GET {uri}: {e}"));
+    let env = env_lines(&resp);
+    let query = uri.split_once('?').map_or("", |(_, q)| q);
+    assert_env(&env, "REQUEST_METHOD", "GET");
+    assert_env(&env, "REQUEST_URI", uri);
+    assert_env(&env, "QUERY_STRING", query);
+    assert_env(&env, "SERVER_PROTOCOL", "HTTP/1.1");
+    assert_env(&env, "REMOTE_ADDR", "127.0.0.1");
+    assert_env(&env, "HTTP_X_TEST", "yes");
+    env
+}
+
 pub fn env_lines(resp: &Response) -> Vec<(String, String)> {
     assert_eq!(resp.status, 200, "env status; body: {}", resp.text());
     resp.text()
