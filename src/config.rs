@@ -98,6 +98,11 @@ pub struct Config {
     pub access_log: Option<LogTarget>,
     pub log_format: LogFormat,
     pub error_log: Option<PathBuf>,
+    /// Bytes all temporary files together may hold (spooled bodies, held
+    /// output).
+    pub max_temp_bytes: u64,
+    /// Where temporary files go; None: `$TMPDIR`, else `/tmp`.
+    pub temp_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -133,6 +138,8 @@ impl Default for Config {
             access_log: None,
             log_format: LogFormat::Text,
             error_log: None,
+            max_temp_bytes: 4 << 30,
+            temp_dir: None,
         }
     }
 }
@@ -573,6 +580,24 @@ pub struct ServeArgs {
         env = "FASTGATE_ERROR_LOG"
     )]
     pub error_log: Option<String>,
+    /// All temporary files together (spooled request bodies, held
+    /// responses) stay under this; past it a body gets 413, a response 503
+    /// [default: 4g]
+    #[arg(
+        long,
+        value_name = "SIZE",
+        allow_hyphen_values = true,
+        env = "FASTGATE_MAX_TEMP_BYTES"
+    )]
+    pub max_temp_bytes: Option<String>,
+    /// Directory of the (unlinked) temporary files [default: $TMPDIR, else /tmp]
+    #[arg(
+        long,
+        value_name = "DIR",
+        allow_hyphen_values = true,
+        env = "FASTGATE_TEMP_DIR"
+    )]
+    pub temp_dir: Option<String>,
 }
 
 impl ServeArgs {
@@ -628,6 +653,9 @@ impl ServeArgs {
             log_format: opt("--log-format", &self.log_format, parse_log_format)?
                 .unwrap_or(d.log_format),
             error_log: opt("--error-log", &self.error_log, parse_path)?,
+            max_temp_bytes: opt("--max-temp-bytes", &self.max_temp_bytes, parse_size)?
+                .unwrap_or(d.max_temp_bytes),
+            temp_dir: opt("--temp-dir", &self.temp_dir, parse_path)?,
         })
     }
 

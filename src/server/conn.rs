@@ -4,6 +4,8 @@
 //! `scgi_conn`; this file holds what they share.
 
 use std::io::{self, Read};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::context::Ctx;
@@ -72,6 +74,8 @@ pub struct ConnIo {
     /// Requests begun and ended on this connection.
     pub begun: u64,
     pub ended: u64,
+    /// Bytes its requests' bodies hold in spool files (`CONN_SPOOL`).
+    pub spooled: Arc<AtomicU64>,
     /// The peer shut its sending side after complete requests (a
     /// half-close): they are answered, then the connection closes.
     pub peer_shut: bool,
@@ -123,6 +127,7 @@ impl Conn {
                 begun: 0,
                 ended: 0,
                 peer_shut: false,
+                spooled: Arc::default(),
             },
             proto,
             state: ConnState::Open,

@@ -13,6 +13,7 @@ use super::request::{routing_path, Request};
 use super::response::Response;
 use super::router::Router;
 use super::shared::Shared;
+use super::spool::TempSpace;
 use crate::protocol::cgi_response::{reason_phrase, write_reply_head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
@@ -91,6 +92,8 @@ pub struct Ctx {
     warnings: RateLimit,
     pub access_log: Option<AccessLog>,
     pub slow_threshold: Option<Duration>,
+    /// Temporary files: where, and the process-wide byte budget.
+    pub temp: Arc<TempSpace>,
 }
 
 impl Ctx {
@@ -107,6 +110,7 @@ impl Ctx {
             warnings: RateLimit::default(),
             access_log: None,
             slow_threshold: None,
+            temp: TempSpace::new(std::env::temp_dir(), u64::MAX),
         }
     }
 
@@ -165,7 +169,12 @@ impl Ctx {
             fcgi_id,
             key: self.next_key,
         };
-        let shared = Arc::new(Shared::new(req, role, self.sender.clone()));
+        let shared = Arc::new(Shared::new(
+            req,
+            role,
+            self.sender.clone(),
+            Arc::clone(&self.temp),
+        ));
         let job = Job {
             handler,
             req: Request::new(params, path, role, shared.clone()),

@@ -11,7 +11,7 @@ use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
-use super::shared::{Input, Shared};
+use super::shared::{Input, Pushed, Shared, SpillTo};
 use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::{
     self as fcgi, Decoder, Event, ProtocolStatus, RecordType, Role, Stream,
@@ -36,6 +36,20 @@ struct FcgiReq {
     begun: Instant,
     phase: Phase,
     log: Option<Box<Entry>>,
+}
+
+/// Body bytes the requests of one connection may hold in spool files
+/// before it pauses: room for a full `--max-reqs` of 128 uploads of 2 MiB
+/// each waiting for workers, while `--max-temp-bytes` bounds the process.
+const CONN_SPOOL: u64 = 256 << 20;
+
+/// The loop's answer to a body it cannot keep: 413 past `--max-temp-bytes`,
+/// a 503 to retry when the connection's spool budget is spent.
+fn refusal(status: u16) -> Refusal {
+    Refusal {
+        status,
+        retry_after: status == 503,
+    }
 }
 
 /// The status logged for a request whose client left first (as nginx).
@@ -247,6 +261,7 @@ impl FcgiConn {
     }
 
     fn input(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, which: Input, data: &[u8]) {
+        let alone = self.reqs.len() == 1;
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
@@ -265,8 +280,18 @@ impl FcgiConn {
         if limit > 0 && *body_bytes > limit {
             return self.refuse_any(ctx, io, id, Refusal::new(413));
         }
-        if shared.push(which, data) {
-            io.paused_by += 1;
+        // Alone on the connection, a request may pause it; sharing it, its
+        // body spools rather than hold up its siblings.
+        let spill = SpillTo {
+            space: &ctx.temp,
+            conn: &io.spooled,
+            conn_limit: CONN_SPOOL,
+        };
+        let pushed = shared.push(which, data, (!alone).then_some(&spill));
+        match pushed {
+            Pushed::Queued => {}
+            Pushed::Pause => io.paused_by += 1,
+            Pushed::Refuse(status) => self.refuse_any(ctx, io, id, refusal(status)),
         }
     }
 

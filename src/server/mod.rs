@@ -29,6 +29,7 @@ mod scgi_conn;
 mod shared;
 mod signals;
 mod slab;
+pub mod spool;
 mod timer;
 mod waker;
 
@@ -126,6 +127,8 @@ impl ServerBuilder {
         );
         ctx.access_log = open_access_log(&cfg)?;
         ctx.slow_threshold = cfg.slow_threshold;
+        let temp_dir = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        ctx.temp = spool::TempSpace::new(temp_dir, cfg.max_temp_bytes);
         let filter = PeerFilter {
             cidrs: cfg.allow_from.clone(),
             uids: cfg.allow_uid.clone(),

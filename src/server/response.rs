@@ -6,16 +6,17 @@
 //! never makes the process buffer without limit). Response timing: no byte
 //! leaves before the request's input has ended (nginx stops sending a body
 //! once response headers reach it), so output written earlier is held here,
-//! in memory up to [`HOLD_MEMORY`] and then in an unlinked temporary file,
+//! in memory up to [`HOLD_MEMORY`] and then in an unlinked temporary file
+//! (`spool.rs`, within `--max-temp-bytes`: past it the answer is a 503),
 //! and the handler never blocks on it (a handler that writes before it
 //! reads works).
 
-use std::fs::File;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::message::{End, Message};
 use super::shared::Shared;
+use super::spool::{is_no_space, SpoolFile, TempSpace};
 use crate::protocol::cgi_response::{reason_phrase, Head};
 
 /// Body bytes gathered before a chunk is handed to the loop.
@@ -39,7 +40,7 @@ pub struct Response {
 #[derive(Default)]
 struct Hold {
     memory: Vec<u8>,
-    file: Option<File>,
+    file: Option<SpoolFile>,
 }
 
 impl Hold {
@@ -47,30 +48,22 @@ impl Hold {
         self.memory.is_empty() && self.file.is_none()
     }
 
-    fn stash(&mut self, buf: &mut Vec<u8>) -> io::Result<()> {
+    /// Keeps `buf` (emptied) in memory, or past [`HOLD_MEMORY`] in a
+    /// temporary file counted against `--max-temp-bytes`.
+    fn stash(&mut self, buf: &mut Vec<u8>, space: &Arc<TempSpace>) -> io::Result<()> {
         if self.file.is_none() && self.memory.len() + buf.len() <= HOLD_MEMORY {
             self.memory.append(buf);
             return Ok(());
         }
         if self.file.is_none() {
-            self.file = Some(temp_file()?);
+            self.file = Some(SpoolFile::create(space, None)?);
         }
         if let Some(f) = self.file.as_mut() {
-            f.write_all(buf)?;
+            f.append(buf)?;
         }
         buf.clear();
         Ok(())
     }
-}
-
-/// An unlinked temporary file: it disappears with its last fd, whatever
-/// happens to the process.
-fn temp_file() -> io::Result<File> {
-    let template = std::env::temp_dir().join("fastgate-hold-XXXXXX");
-    let (fd, path) = nix::unistd::mkstemp(&template)
-        .map_err(|e| io::Error::other(format!("{}: {e}", template.display())))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(File::from(fd))
 }
 
 impl Response {
@@ -157,7 +150,7 @@ impl Response {
     fn push(&mut self, end: End) -> io::Result<()> {
         if !self.shared.input_complete() {
             if end == End::No {
-                return self.hold.stash(&mut self.buf);
+                return self.hold.stash(&mut self.buf, self.shared.temp_space());
             }
             // The handler is done; its unread input is discarded.
             self.shared.wait_input_complete()?;
@@ -179,7 +172,6 @@ impl Response {
             self.send(memory, End::No)?;
         }
         if let Some(mut file) = self.hold.file.take() {
-            file.rewind()?;
             loop {
                 let mut chunk = vec![0; 64 * 1024];
                 let n = file.read(&mut chunk)?;
@@ -215,9 +207,17 @@ impl Response {
         }
         self.buf.clear();
         self.hold = Hold::default();
-        self.status = 500;
+        // Out of temporary space: a load problem, worth a retry.
+        let (status, text) = match is_no_space(&e) {
+            true => (503, &b"service unavailable\n"[..]),
+            false => (500, &b"internal server error\n"[..]),
+        };
+        self.status = status;
         self.headers = vec![("Content-Type".into(), "text/plain".into())];
-        self.buf.extend_from_slice(b"internal server error\n");
+        if status == 503 {
+            self.headers.push(("Retry-After".into(), "1".into()));
+        }
+        self.buf.extend_from_slice(text);
         if self.push(End::Complete).is_err() {
             let _ = self.send(Vec::new(), End::Failed);
         }

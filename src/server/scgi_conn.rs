@@ -10,7 +10,7 @@ use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
-use super::shared::{Input, Shared};
+use super::shared::{Input, Pushed, Shared};
 use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::scgi::{self, Header};
@@ -71,9 +71,11 @@ impl ScgiConn {
             } => {
                 let take = (*remaining).min(input.len() as u64) as usize;
                 *remaining -= take as u64;
-                let mut paused = take > 0 && shared.push(Input::Stdin, &input[..take]);
+                // One request per connection: it pauses, never spools.
+                let mut paused =
+                    take > 0 && shared.push(Input::Stdin, &input[..take], None) == Pushed::Pause;
                 if *remaining == 0 {
-                    paused |= shared.push(Input::Stdin, &[]);
+                    paused |= shared.push(Input::Stdin, &[], None) == Pushed::Pause;
                 }
                 io.paused_by += paused as usize;
                 Ok(input.len())

@@ -2,24 +2,34 @@
 //! running its handler: the request body as it arrives, output credit for
 //! backpressure, and the abort flag.
 //!
-//! Both directions are bounded. The loop queues at most [`BODY_HIGH`]
-//! unread body bytes before it stops reading the connection; the handler
-//! reading below [`BODY_LOW`] resumes it. A worker blocks once
-//! [`OUTPUT_HIGH`] of its output is not yet written to the socket.
+//! Both directions are bounded. A request alone on its connection queues
+//! at most [`BODY_HIGH`] unread body bytes in memory before the loop stops
+//! reading the connection; the handler reading below [`BODY_LOW`] resumes
+//! it. A request that shares its connection must never pause its siblings
+//! (their handlers may be waiting for their own bodies behind the pause,
+//! holding the workers it waits for): past [`SPILL_MEMORY`] its body goes
+//! to a temporary file ([`SpoolFile`]), and the connection pauses only when
+//! the connection's spool budget is spent, and only for a request whose
+//! handler runs (one still queued is refused instead). A worker blocks
+//! once [`OUTPUT_HIGH`] of its output is not yet written to the socket.
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::message::{LoopSender, Message, ReqRef};
+use super::spool::{is_no_space, SpoolFile, TempSpace};
 use crate::protocol::fastcgi::Role;
 
 /// Unread body bytes above which the connection stops being read.
 pub const BODY_HIGH: usize = 256 * 1024;
 /// Unread body bytes below which a paused connection is read again.
 pub const BODY_LOW: usize = 64 * 1024;
+/// Unread body bytes kept in memory for a request that shares its
+/// connection; the rest goes to its spool file.
+pub const SPILL_MEMORY: usize = 64 * 1024;
 /// Output bytes in flight per request before the worker waits.
 pub const OUTPUT_HIGH: usize = 256 * 1024;
 
@@ -35,8 +45,46 @@ struct Chunks {
     queue: VecDeque<Vec<u8>>,
     /// Offset into the front chunk already read.
     front_pos: usize,
+    /// Bytes in `queue` not read yet (memory only).
     buffered: usize,
+    /// Bytes that came after `queue`, on disk; while it exists every new
+    /// byte goes here too, so the order holds.
+    spill: Option<SpoolFile>,
     ended: bool,
+}
+
+impl Chunks {
+    /// An empty stream that keeps only whether it ended.
+    fn emptied(&self) -> Chunks {
+        Chunks {
+            ended: self.ended,
+            ..Chunks::default()
+        }
+    }
+
+    fn spilled(&self) -> u64 {
+        self.spill.as_ref().map_or(0, SpoolFile::unread)
+    }
+}
+
+/// What the loop does after handing a request body bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Stop reading the connection until this request resumes it.
+    Pause,
+    /// The loop answers the request itself with this status (413: past
+    /// `--max-temp-bytes`; 503: spool budget spent before it ran).
+    Refuse(u16),
+}
+
+/// Where a body past [`SPILL_MEMORY`] goes when its request shares the
+/// connection.
+pub struct SpillTo<'a> {
+    pub space: &'a Arc<TempSpace>,
+    /// The connection's spooled bytes, and their bound.
+    pub conn: &'a Arc<AtomicU64>,
+    pub conn_limit: u64,
 }
 
 #[derive(Default)]
@@ -63,12 +111,19 @@ impl InputState {
     fn buffered(&self) -> usize {
         self.stdin.buffered + self.data.buffered
     }
+
+    /// Few enough unread bytes to read the connection again.
+    fn may_resume(&self) -> bool {
+        self.buffered() <= BODY_LOW && self.stdin.spilled() + self.data.spilled() == 0
+    }
 }
 
 /// Shared through an `Arc` by the loop and the worker.
 pub struct Shared {
     pub req: ReqRef,
     sender: LoopSender,
+    /// Where held output spills (`--temp-dir`, `--max-temp-bytes`).
+    temp: Arc<TempSpace>,
     dispatched: Instant,
     started: OnceLock<Instant>,
     aborted: AtomicBool,
@@ -95,13 +150,14 @@ impl Shared {
     /// FILTER has a DATA stream after STDIN; AUTHORIZER has no input at
     /// all (FastCGI 1.0 §6.3: Apache sends it no FCGI_STDIN, not even the
     /// empty record).
-    pub fn new(req: ReqRef, role: Role, sender: LoopSender) -> Shared {
+    pub fn new(req: ReqRef, role: Role, sender: LoopSender, temp: Arc<TempSpace>) -> Shared {
         let mut input = InputState::default();
         input.stdin.ended = role == Role::Authorizer;
         input.data.ended = role != Role::Filter;
         Shared {
             req,
             sender,
+            temp,
             dispatched: Instant::now(),
             started: OnceLock::new(),
             aborted: AtomicBool::new(false),
@@ -121,29 +177,70 @@ impl Shared {
             .map(|s| s.saturating_duration_since(self.dispatched))
     }
 
-    /// Queues body bytes (empty: end of stream). Returns true when the
-    /// unread body passed [`BODY_HIGH`] and the connection must pause; the
-    /// request then counts as pausing it until a `Resume` or its end.
-    pub fn push(&self, which: Input, bytes: &[u8]) -> bool {
+    /// Queues body bytes (empty: end of stream). `spill` is given when the
+    /// request shares its connection (it must not pause it for nothing);
+    /// alone, the request pauses the connection once its unread body
+    /// passed [`BODY_HIGH`], and counts as pausing it until a `Resume` or
+    /// its end.
+    pub fn push(&self, which: Input, bytes: &[u8], spill: Option<&SpillTo>) -> Pushed {
         let mut st = lock(&self.input);
         // Bytes for a stream already ended (DATA of a RESPONDER, STDIN of an
         // AUTHORIZER) are never read: queued, they could pause the
         // connection with no end of input left to release it.
         let discarded =
             st.reader_gone || st.stream(which).ended || (which == Input::Stdin && st.stdin_skipped);
+        let mut outcome = Pushed::Queued;
         if bytes.is_empty() {
             st.stream(which).ended = true;
         } else if !discarded {
-            let s = st.stream(which);
-            s.queue.push_back(bytes.to_vec());
-            s.buffered += bytes.len();
+            outcome = self.store(st.stream(which), bytes, spill);
         }
         self.input_cv.notify_all();
-        if st.buffered() > BODY_HIGH && !st.paused {
-            st.paused = true;
-            return true;
+        let over = outcome == Pushed::Pause || (spill.is_none() && st.buffered() > BODY_HIGH);
+        match outcome {
+            Pushed::Refuse(_) => outcome,
+            _ if over && !st.paused => {
+                st.paused = true;
+                Pushed::Pause
+            }
+            _ => Pushed::Queued,
         }
-        false
+    }
+
+    /// Keeps `bytes` in memory, or in the stream's spool file.
+    fn store(&self, s: &mut Chunks, bytes: &[u8], spill: Option<&SpillTo>) -> Pushed {
+        let fits = s.buffered + bytes.len() <= SPILL_MEMORY;
+        if s.spill.is_none() && (spill.is_none() || fits) {
+            s.queue.push_back(bytes.to_vec());
+            s.buffered += bytes.len();
+            return Pushed::Queued;
+        }
+        if let (None, Some(to)) = (&s.spill, spill) {
+            match SpoolFile::create(to.space, Some(Arc::clone(to.conn))) {
+                Ok(f) => s.spill = Some(f),
+                Err(e) => return self.spool_failed(&e),
+            }
+        }
+        let Some(file) = s.spill.as_mut() else {
+            return Pushed::Queued;
+        };
+        if let Err(e) = file.append(bytes) {
+            return self.spool_failed(&e);
+        }
+        let conn_full = spill.is_some_and(|to| to.conn.load(Ordering::Relaxed) > to.conn_limit);
+        match (conn_full, self.started.get().is_some()) {
+            (false, _) => Pushed::Queued,
+            (true, true) => Pushed::Pause,
+            (true, false) => Pushed::Refuse(503),
+        }
+    }
+
+    fn spool_failed(&self, e: &io::Error) -> Pushed {
+        if is_no_space(e) {
+            return Pushed::Refuse(413);
+        }
+        log::error!("request {}: spooling its body: {e}", self.req.key);
+        Pushed::Refuse(503)
     }
 
     /// Marks the request aborted and wakes a handler blocked on it.
@@ -211,14 +308,8 @@ impl Shared {
     /// as it arrives, and let the connection be read again.
     fn discard_unread(&self, st: &mut InputState) {
         st.reader_gone = true;
-        st.stdin = Chunks {
-            ended: st.stdin.ended,
-            ..Chunks::default()
-        };
-        st.data = Chunks {
-            ended: st.data.ended,
-            ..Chunks::default()
-        };
+        st.stdin = st.stdin.emptied();
+        st.data = st.data.emptied();
         if std::mem::replace(&mut st.paused, false) {
             self.send_resume();
         }
@@ -228,11 +319,8 @@ impl Shared {
     /// hold the connection paused, or DATA, queued behind it, never comes.
     fn skip_stdin(&self, st: &mut InputState) {
         st.stdin_skipped = true;
-        st.stdin = Chunks {
-            ended: st.stdin.ended,
-            ..Chunks::default()
-        };
-        if st.paused && st.buffered() <= BODY_LOW {
+        st.stdin = st.stdin.emptied();
+        if st.paused && st.may_resume() {
             st.paused = false;
             self.send_resume();
         }
@@ -255,25 +343,24 @@ impl Shared {
             if self.is_aborted() {
                 return Err(aborted_error());
             }
-            let s = st.stream(which);
-            if let Some(front) = s.queue.front() {
-                let n = copy_out(front, &mut s.front_pos, buf);
-                s.buffered -= n;
-                if s.front_pos == front.len() {
-                    s.queue.pop_front();
-                    s.front_pos = 0;
-                }
-                if st.paused && st.buffered() <= BODY_LOW {
+            let n = read_stream(st.stream(which), buf)?;
+            if n > 0 {
+                if st.paused && st.may_resume() {
                     st.paused = false;
                     self.send_resume();
                 }
                 return Ok(n);
             }
-            if s.ended {
+            if st.stream(which).ended {
                 return Ok(0);
             }
             st = self.input_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+    }
+
+    /// Where held output spills.
+    pub fn temp_space(&self) -> &Arc<TempSpace> {
+        &self.temp
     }
 
     /// Takes credit for `n` output bytes, waiting while too much of this
@@ -295,6 +382,28 @@ impl Shared {
         *inflight += n;
         Ok(())
     }
+}
+
+/// Reads what a stream holds: memory first (older), then its spool file;
+/// a spool file read to its end is dropped. Ok(0): nothing there now.
+fn read_stream(s: &mut Chunks, buf: &mut [u8]) -> io::Result<usize> {
+    if let Some(front) = s.queue.front() {
+        let n = copy_out(front, &mut s.front_pos, buf);
+        s.buffered -= n;
+        if s.front_pos == front.len() {
+            s.queue.pop_front();
+            s.front_pos = 0;
+        }
+        return Ok(n);
+    }
+    let Some(file) = s.spill.as_mut() else {
+        return Ok(0);
+    };
+    let n = file.read(buf)?;
+    if file.unread() == 0 {
+        s.spill = None;
+    }
+    Ok(n)
 }
 
 fn copy_out(front: &[u8], pos: &mut usize, buf: &mut [u8]) -> usize {
