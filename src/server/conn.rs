@@ -15,7 +15,7 @@ use super::message::{ConnId, End, ReqRef};
 use super::output::Output;
 use super::poller::Interest;
 use super::scgi_conn::ScgiConn;
-use super::shared::Shared;
+use super::shared::{Shared, SpillTo};
 use crate::protocol::cgi_response::Head;
 use crate::spec::Protocol;
 
@@ -53,6 +53,11 @@ pub enum Proto {
     Scgi(ScgiConn),
 }
 
+/// Body bytes the requests of one connection may hold in spool files
+/// before it pauses: room for a full `--max-reqs` of 128 uploads of 2 MiB
+/// each waiting for workers, while `--max-temp-bytes` bounds the process.
+pub const CONN_SPOOL: u64 = 256 << 20;
+
 /// Why a connection is closed (logged once when it is the client's fault).
 pub enum CloseReason {
     PeerClosed,
@@ -70,6 +75,10 @@ pub struct ConnIo {
     pub out: Output,
     /// Requests whose unread body stopped the reading of this connection.
     pub paused_by: usize,
+    /// The peer's FIN came while paused with input still unread: that
+    /// input is bounded (nothing can follow a FIN), so it is read to the
+    /// end, bodies spooling, to learn whether the requests were complete.
+    pub reading_to_fin: bool,
     pub peer: String,
     /// Requests begun and ended on this connection.
     pub begun: u64,
@@ -82,6 +91,21 @@ pub struct ConnIo {
 }
 
 impl ConnIo {
+    /// Whether input must wait (an unread body paused the connection).
+    pub fn paused(&self) -> bool {
+        self.paused_by > 0 && !self.reading_to_fin
+    }
+
+    /// Where a body goes that must not pause the connection, when it must
+    /// not (`None`: this request may pause it).
+    pub fn spill_to<'a>(&'a self, ctx: &'a Ctx, shared_conn: bool) -> Option<SpillTo<'a>> {
+        (shared_conn || self.reading_to_fin).then_some(SpillTo {
+            space: &ctx.temp,
+            conn: &self.spooled,
+            conn_limit: CONN_SPOOL,
+        })
+    }
+
     /// Aborts a request's handler and releases the pause it may hold on
     /// this connection's reading.
     pub fn abort(&mut self, shared: &Shared) {
@@ -123,6 +147,7 @@ impl Conn {
                 id,
                 out: Output::default(),
                 paused_by: 0,
+                reading_to_fin: false,
                 peer,
                 begun: 0,
                 ended: 0,
@@ -155,17 +180,23 @@ impl Conn {
     /// Open, not paused by an unread body, not behind on its output.
     fn may_read(&self) -> bool {
         self.state == ConnState::Open
-            && self.io.paused_by == 0
+            && !self.io.paused()
             && self.io.out.pending() < OUT_HIGH
             && !self.io.peer_shut
     }
 
-    /// A hang-up reported while reading is paused: a half-close after
-    /// complete requests with nothing left unread lets them finish; any
-    /// other (input still unread, a second report) means the peer is gone.
+    /// A hang-up reported while reading is paused. A Unix peer that
+    /// closed for good is gone; otherwise, with input still unread, that
+    /// input is read to its end (bounded: nothing follows a FIN) and the
+    /// end of stream decides; with none, it decides now. A second report
+    /// is an error: the peer is gone.
     pub fn on_hangup_while_paused(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
-        if self.io.peer_shut || self.stream.unread_bytes() > 0 {
+        if self.io.peer_shut || self.io.reading_to_fin || self.stream.peer_closed_for_good() {
             return Err(CloseReason::PeerClosed);
+        }
+        if self.stream.unread_bytes() > 0 {
+            self.io.reading_to_fin = true;
+            return self.process_pending(ctx);
         }
         self.on_peer_shutdown(ctx)
     }
@@ -234,7 +265,7 @@ impl Conn {
 
     /// Processes input kept from earlier (after a pause ends).
     pub fn process_pending(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
-        if self.rbuf.is_empty() || self.io.paused_by > 0 || self.state != ConnState::Open {
+        if self.rbuf.is_empty() || self.io.paused() || self.state != ConnState::Open {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.rbuf);

@@ -11,7 +11,7 @@ use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::{Ctx, Limits, Refusal, Stats};
 use super::message::{End, ReqRef};
-use super::shared::{Input, Pushed, Shared, SpillTo};
+use super::shared::{Input, Pushed, Shared};
 use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::{
     self as fcgi, Decoder, Event, ProtocolStatus, RecordType, Role, Stream,
@@ -37,11 +37,6 @@ struct FcgiReq {
     phase: Phase,
     log: Option<Box<Entry>>,
 }
-
-/// Body bytes the requests of one connection may hold in spool files
-/// before it pauses: room for a full `--max-reqs` of 128 uploads of 2 MiB
-/// each waiting for workers, while `--max-temp-bytes` bounds the process.
-const CONN_SPOOL: u64 = 256 << 20;
 
 /// The loop's answer to a body it cannot keep: 413 past `--max-temp-bytes`,
 /// a 503 to retry when the connection's spool budget is spent.
@@ -98,7 +93,7 @@ impl FcgiConn {
         input: &[u8],
     ) -> Result<usize, CloseReason> {
         let mut pos = 0;
-        while pos < input.len() && io.paused_by == 0 {
+        while pos < input.len() && !io.paused() {
             let (n, event) = self
                 .decoder
                 .decode(&input[pos..])
@@ -282,12 +277,7 @@ impl FcgiConn {
         }
         // Alone on the connection, a request may pause it; sharing it, its
         // body spools rather than hold up its siblings.
-        let spill = SpillTo {
-            space: &ctx.temp,
-            conn: &io.spooled,
-            conn_limit: CONN_SPOOL,
-        };
-        let pushed = shared.push(which, data, (!alone).then_some(&spill));
+        let pushed = shared.push(which, data, io.spill_to(ctx, !alone).as_ref());
         match pushed {
             Pushed::Queued => {}
             Pushed::Pause => io.paused_by += 1,

@@ -66,22 +66,40 @@ impl ScgiConn {
     ) -> Result<usize, CloseReason> {
         match &mut self.phase {
             Phase::Header => Ok(self.header(ctx, io, input)),
-            Phase::Running {
-                shared, remaining, ..
-            } => {
-                let take = (*remaining).min(input.len() as u64) as usize;
-                *remaining -= take as u64;
-                // One request per connection: it pauses, never spools.
-                let mut paused =
-                    take > 0 && shared.push(Input::Stdin, &input[..take], None) == Pushed::Pause;
-                if *remaining == 0 {
-                    paused |= shared.push(Input::Stdin, &[], None) == Pushed::Pause;
-                }
-                io.paused_by += paused as usize;
-                Ok(input.len())
-            }
+            Phase::Running { .. } => Ok(self.body(ctx, io, input)),
             Phase::Done => Ok(input.len()),
         }
+    }
+
+    /// Body bytes for the running request; all of `input` is used (past
+    /// CONTENT_LENGTH it is ignored). One request per connection: it
+    /// pauses the connection, and spools only what is read after a FIN to
+    /// learn whether the request is whole.
+    fn body(&mut self, ctx: &mut Ctx, io: &mut ConnIo, input: &[u8]) -> usize {
+        let Phase::Running {
+            shared, remaining, ..
+        } = &mut self.phase
+        else {
+            return input.len();
+        };
+        let take = (*remaining).min(input.len() as u64) as usize;
+        *remaining -= take as u64;
+        let spill = io.spill_to(ctx, false);
+        let mut pushed = [Pushed::Queued; 2];
+        if take > 0 {
+            pushed[0] = shared.push(Input::Stdin, &input[..take], spill.as_ref());
+        }
+        if *remaining == 0 && !matches!(pushed[0], Pushed::Refuse(_)) {
+            pushed[1] = shared.push(Input::Stdin, &[], spill.as_ref());
+        }
+        for p in pushed {
+            match p {
+                Pushed::Queued => {}
+                Pushed::Pause => io.paused_by += 1,
+                Pushed::Refuse(status) => self.refuse(ctx, io, Refusal::new(status)),
+            }
+        }
+        input.len()
     }
 
     fn header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, input: &[u8]) -> usize {
