@@ -133,7 +133,7 @@ impl FcgiConn {
             }
             other => {
                 return Err(protocol_error(format!(
-                    "unexpected record from the client: {other:?}"
+                    "unexpected record from the client: {other}"
                 )))
             }
         }
