@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -140,4 +141,168 @@ fn running_out_of_fds_is_logged_once_per_episode() {
         "{}",
         server.stderr()
     );
+}
+
+// ---- params in progress ----
+
+/// The params of a ping padded to about `bytes`.
+fn padded_ping(bytes: usize) -> Vec<u8> {
+    let mut params = nginx_params("GET", "/ping", None);
+    params.push(("HTTP_X_PAD".into(), "a".repeat(bytes)));
+    encode_pairs(&params)
+}
+
+/// BEGIN_REQUEST and PARAMS of about `bytes` for each id, never ended;
+/// returns once the server has processed them (it answered the
+/// GET_VALUES sent after them).
+fn unfinished_params(c: &mut FcgiConn, ids: std::ops::Range<u16>, bytes: usize) {
+    let block = padded_ping(bytes);
+    let mut out = Vec::new();
+    for id in ids {
+        out.extend(record(rec::BEGIN_REQUEST, id, &begin_body(RESPONDER, true)));
+        out.extend(stream_records(rec::PARAMS, id, &block, false));
+    }
+    c.send_raw(&out);
+    c.get_values(&["FCGI_MAX_REQS"]);
+    c.read_management();
+}
+
+/// Ends the params of `id` (and its empty body): the ping goes ahead.
+fn finish_params(c: &mut FcgiConn, id: u16) {
+    let mut out = record(rec::PARAMS, id, &[]);
+    out.extend(record(rec::STDIN, id, &[]));
+    c.send_raw(&out);
+}
+
+/// The status of a reply, or what refused it (FCGI_OVERLOADED as 0).
+fn outcome(reply: &FcgiReply) -> u16 {
+    if reply.protocol_status == OVERLOADED {
+        return 0;
+    }
+    reply.response().status
+}
+
+/// One connection gathers at most 4 × --max-params-bytes of params not
+/// yet complete: a fifth and sixth big head are refused (431) while the
+/// first four wait, the connection goes on serving them, and once they
+/// are dispatched a new big head fits again.
+#[test]
+fn one_connection_holds_at_most_four_unfinished_heads() {
+    let server = server(&[]);
+    let mut c = FcgiConn::connect(&server.spec(0));
+    unfinished_params(&mut c, 1..7, 120_000);
+    for id in [5, 6] {
+        assert_eq!(outcome(&c.read_until_end(id)), 431, "request {id}");
+    }
+    for id in 1..5 {
+        finish_params(&mut c, id);
+        assert_eq!(outcome(&c.read_until_end(id)), 200, "request {id}");
+    }
+    let mut big = record(rec::BEGIN_REQUEST, 8, &begin_body(RESPONDER, true));
+    big.extend(stream_records(rec::PARAMS, 8, &padded_ping(120_000), true));
+    big.extend(record(rec::STDIN, 8, &[]));
+    c.send_raw(&big);
+    assert_eq!(c.read_until_end(8).response().body_str(), "pong\n");
+}
+
+/// A new client's big head, on a fresh connection.
+fn big_ping(spec: &str) -> u16 {
+    let mut c = FcgiConn::connect(spec);
+    let mut out = record(rec::BEGIN_REQUEST, 1, &begin_body(RESPONDER, false));
+    out.extend(stream_records(rec::PARAMS, 1, &padded_ping(100_000), true));
+    out.extend(record(rec::STDIN, 1, &[]));
+    c.send_raw(&out);
+    outcome(&c.read_until_end(1))
+}
+
+/// Past 64 MiB of params not yet complete across the process, new heads
+/// are refused with a clear answer; when the clients holding them leave,
+/// the count comes back down and heads are served again.
+#[test]
+fn the_process_holds_at_most_64_mib_of_unfinished_heads() {
+    let server = server(&["--header-timeout", "60s"]);
+    let spec = server.spec(0);
+    let flood: Vec<FcgiConn> = (0..130)
+        .map(|_| {
+            let mut c = FcgiConn::connect(&spec);
+            unfinished_params(&mut c, 1..5, 120_000);
+            c
+        })
+        .collect();
+    let refused = big_ping(&spec);
+    assert!(
+        matches!(refused, 0 | 431),
+        "a head past the budget got {refused}"
+    );
+    let rss = server.rss_bytes();
+    assert!(rss < 160 << 20, "RSS {} MiB", rss >> 20);
+    drop(flood);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while big_ping(&spec) != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "heads still refused after the flood ended"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The repro of the issue, scaled down: 40 connections of 32 requests
+/// each with 120 KB of params that never end (150 MB sent) leave the
+/// server within 40 × 512 KiB of params plus buffers; then it serves.
+#[test]
+fn forty_connections_of_unfinished_params_keep_rss_bounded() {
+    let server = server(&["--header-timeout", "60s"]);
+    let spec = server.spec(0);
+    let before = server.rss_bytes();
+    let flood: Vec<FcgiConn> = (0..40)
+        .map(|_| {
+            let mut c = FcgiConn::connect(&spec);
+            unfinished_params(&mut c, 1..33, 120_000);
+            c
+        })
+        .collect();
+    let grown = server.rss_bytes().saturating_sub(before);
+    eprintln!("RSS grew by {} KiB", grown >> 10);
+    assert!(grown < 48 << 20, "RSS grew by {} MiB", grown >> 20);
+    drop(flood);
+    assert!(timed_ping(&spec) < Duration::from_secs(5));
+}
+
+/// SCGI heads in progress count against the same process budget: 70
+/// clients each 1 MB into a header that never ends pass 64 MiB, and the
+/// ones past it are answered 431; once they leave, a big head is served.
+#[test]
+fn unfinished_scgi_headers_share_the_process_budget() {
+    let mut args = vec!["--listen", "scgi://127.0.0.1:0"];
+    args.extend_from_slice(ALL_APPS);
+    args.extend_from_slice(&["--max-params-bytes", "1m", "--header-timeout", "60s"]);
+    let server = Server::start(&args);
+    let spec = server.spec(0);
+    let mut partial = b"1048000:".to_vec();
+    partial.resize(1_000_008, b'a');
+    let mut flood: Vec<Conn> = (0..70).map(|_| Conn::connect(&spec)).collect();
+    for c in &mut flood {
+        c.write_all(&partial).expect("send a partial header");
+    }
+    assert!(
+        server.wait_stderr("past the process's budget", Duration::from_secs(10)),
+        "{}",
+        server.stderr()
+    );
+    // The last clients are the ones past the budget.
+    let refused = flood.iter_mut().rev().take(10).any(|c| {
+        c.set_timeout(Duration::from_millis(500));
+        c.read_to_eof(1 << 16)
+            .is_ok_and(|r| r.starts_with(b"Status: 431"))
+    });
+    assert!(refused, "none of the last clients was answered 431");
+    drop(flood);
+    let mut params = scgi_params("GET", "/ping");
+    params.push(("HTTP_X_PAD".into(), "a".repeat(1_000_000)));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while parse_response(&scgi_request(&spec, &params, b"")).status != 200 {
+        assert!(Instant::now() < deadline, "big heads still refused");
+        thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -45,6 +45,9 @@ const CLIENT_GONE: u16 = 499;
 pub struct FcgiConn {
     decoder: Decoder,
     reqs: HashMap<u16, FcgiReq>,
+    /// Bytes held by the params of requests still in `Phase::Params`,
+    /// also counted in `Ctx::params_held`.
+    params_held: usize,
 }
 
 fn protocol_error(what: String) -> CloseReason {
@@ -165,6 +168,12 @@ impl FcgiConn {
             end_early(io, id, keep_conn, ProtocolStatus::Overloaded);
             return Ok(());
         }
+        if self.params_held >= ctx.limits.params_per_conn || !ctx.params_room() {
+            let why = "params in progress at their budget";
+            ctx.warn_client(&io.peer, &format_args!("request {id} refused: {why}"));
+            end_early(io, id, keep_conn, ProtocolStatus::Overloaded);
+            return Ok(());
+        }
         io.begun += 1;
         let params = ParamsBuffer::new(ctx.limits.max_params_bytes);
         let req = FcgiReq {
@@ -208,15 +217,39 @@ impl FcgiConn {
         };
         if data.is_empty() {
             self.dispatch(ctx, io, id);
-        } else {
-            params.push(data);
+            return Ok(());
+        }
+        let before = params.held();
+        params.push(data);
+        let after = params.held();
+        self.params_held = self.params_held.saturating_sub(before) + after;
+        let within_process = ctx.hold_params(before, after);
+        if !within_process || self.params_held > ctx.limits.params_per_conn {
+            let whose = if within_process {
+                "connection"
+            } else {
+                "process"
+            };
+            let why = format_args!("request {id}: params in progress past the {whose}'s budget");
+            ctx.warn_client(&io.peer, &why);
+            self.refuse_any(ctx, io, id, Refusal::new(431));
         }
         Ok(())
     }
 
+    /// Takes a request out, giving back what its params held.
+    fn remove(&mut self, ctx: &mut Ctx, id: u16) -> Option<FcgiReq> {
+        let req = self.reqs.remove(&id)?;
+        if let Phase::Params { params, .. } = &req.phase {
+            self.params_held = self.params_held.saturating_sub(params.held());
+            ctx.hold_params(params.held(), 0);
+        }
+        Some(req)
+    }
+
     /// PARAMS ended: route and hand the request to a worker.
     fn dispatch(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
-        let Some(mut req) = self.reqs.remove(&id) else {
+        let Some(mut req) = self.remove(ctx, id) else {
             return;
         };
         let Phase::Params { role, params } = std::mem::replace(&mut req.phase, placeholder())
@@ -272,14 +305,14 @@ impl FcgiConn {
 
     /// Ends a request the loop answers itself, whatever phase it is in.
     fn refuse_any(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, refusal: Refusal) {
-        if let Some(req) = self.reqs.remove(&id) {
+        if let Some(req) = self.remove(ctx, id) {
             release(io, &req.phase);
             refuse(ctx, io, id, req, refusal);
         }
     }
 
     fn abort(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
-        let Some(req) = self.reqs.remove(&id) else {
+        let Some(req) = self.remove(ctx, id) else {
             return;
         };
         release(io, &req.phase);
@@ -335,6 +368,7 @@ impl FcgiConn {
 
     /// The connection is going away: every handler learns it.
     pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
+        ctx.hold_params(std::mem::take(&mut self.params_held), 0);
         for (_, req) in self.reqs.drain() {
             let Phase::Running { shared, .. } = &req.phase else {
                 continue;

@@ -186,10 +186,13 @@ impl Server {
 }
 
 fn limits(cfg: &Config) -> Limits {
+    let (params_per_conn, params_per_process) = Limits::params_budgets(cfg.max_params_bytes);
     Limits {
         max_conns: cfg.max_conns,
         max_reqs: cfg.max_reqs,
         max_params_bytes: cfg.max_params_bytes,
+        params_per_conn,
+        params_per_process,
         max_body_bytes: cfg.max_body_bytes,
         idle_timeout: cfg.idle_timeout,
         header_timeout: cfg.header_timeout,
