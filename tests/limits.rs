@@ -10,6 +10,7 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,20 @@ fn server(extra: &[&str]) -> Server {
     args.extend_from_slice(ALL_APPS);
     args.extend_from_slice(extra);
     Server::start(&args)
+}
+
+/// A server on a Unix socket, on the given poller backend.
+fn server_on(poller: &str, extra: &[&str]) -> Server {
+    let dir = TempDir::new();
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("fastcgi:{}/l.sock", dir.path().display()),
+    ];
+    args.extend(ALL_APPS.iter().map(|s| s.to_string()));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut cmd = serve_command(&args);
+    cmd.env("FASTGATE_POLLER", poller);
+    Server::spawn(cmd, dir, 1)
 }
 
 /// The longest line the server logged, for the failure message.
@@ -305,4 +320,197 @@ fn unfinished_scgi_headers_share_the_process_budget() {
         assert!(Instant::now() < deadline, "big heads still refused");
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+// ---- slow clients ----
+
+/// How long after its timeout a freed worker may take to answer.
+const MARGIN: Duration = Duration::from_secs(5);
+
+/// `n` concurrent sleeps of 300 ms all answered: `n` workers are free.
+fn assert_workers_free(spec: &str, n: usize) {
+    let t = Instant::now();
+    let sleeps: Vec<_> = (0..n)
+        .map(|_| {
+            let spec = spec.to_string();
+            thread::spawn(move || fcgi_get(&spec, "/sleep?ms=300").status)
+        })
+        .collect();
+    for s in sleeps {
+        assert_eq!(s.join().expect("sleep client"), 200);
+    }
+    assert!(t.elapsed() < MARGIN, "{n} sleeps took {:?}", t.elapsed());
+}
+
+/// A client that sends its head and part of a declared body, then stalls.
+fn stalled_upload(spec: &str) -> FcgiConn {
+    let mut c = FcgiConn::connect(spec);
+    c.begin(1, RESPONDER, false);
+    c.params(1, &nginx_params("POST", "/echo", Some(100_000)));
+    c.stdin(1, &pattern(10_000, 3));
+    // Answered once the server has dispatched the request.
+    c.get_values(&["FCGI_MAX_REQS"]);
+    c.read_management();
+    c
+}
+
+/// A handler that does not read its body pauses the connection: no
+/// pause of the client, it keeps its request (sleeps 2.5 s, then 200).
+fn unread_body(spec: &str) -> thread::JoinHandle<u16> {
+    let spec = spec.to_string();
+    thread::spawn(move || {
+        let mut c = FcgiConn::connect(&spec);
+        let body = pattern(1 << 20, 4);
+        let params = nginx_params("POST", "/sleep?ms=2500", Some(body.len()));
+        c.request(1, false, &params, &body);
+        c.read_until_end(1).response().status
+    })
+}
+
+/// More uploaders that stall mid-body than there are workers: past
+/// `--body-timeout` they are answered 408 and their workers come back,
+/// so `/ping` from anyone else is answered; a handler that simply does
+/// not read its body (the connection paused for it) is left alone.
+fn trickling_uploaders(poller: &str) {
+    let server = server_on(
+        poller,
+        &[
+            "--max-threads",
+            "5",
+            "--min-threads",
+            "5",
+            "--body-timeout",
+            "1s",
+        ],
+    );
+    let spec = server.spec(0);
+    let sleeper = unread_body(&spec);
+    thread::sleep(Duration::from_millis(200));
+    let mut stalled: Vec<FcgiConn> = (0..6).map(|_| stalled_upload(&spec)).collect();
+    let took = timed_ping(&spec);
+    eprintln!("{poller}: ping behind 6 stalled uploads took {took:?}");
+    assert!(
+        took < Duration::from_secs(1) + MARGIN,
+        "{poller}: ping took {took:?}"
+    );
+    for c in &mut stalled {
+        assert_eq!(c.read_until_end(1).response().status, 408, "{poller}");
+    }
+    assert_eq!(
+        sleeper.join().expect("sleeper"),
+        200,
+        "{poller}: a paused body was cut"
+    );
+    assert_workers_free(&spec, 5);
+    assert!(server.stderr().contains("--body-timeout"));
+}
+
+#[test]
+fn trickling_uploaders_free_their_workers_epoll() {
+    trickling_uploaders("epoll");
+}
+
+#[test]
+fn trickling_uploaders_free_their_workers_poll() {
+    trickling_uploaders("poll");
+}
+
+/// A client that asks for an 8 MB echo and never reads it; says on
+/// `sent` when the server has taken the whole body.
+fn non_reader(
+    spec: &str,
+    body: &Arc<Vec<u8>>,
+    sent: &mpsc::Sender<()>,
+) -> thread::JoinHandle<FcgiConn> {
+    let (spec, body, sent) = (spec.to_string(), body.clone(), sent.clone());
+    thread::spawn(move || {
+        let mut c = FcgiConn::connect(&spec);
+        let params = nginx_params("POST", "/echo", Some(body.len()));
+        c.conn.set_timeout(Duration::from_secs(30));
+        c.request(1, true, &params, &body);
+        let _ = sent.send(());
+        c
+    })
+}
+
+/// More clients that never read an 8 MB answer than there are workers:
+/// past `--send-timeout` their connections are cut and their workers
+/// come back, so `/ping` from anyone else is answered.
+fn non_readers(poller: &str) {
+    let server = server_on(
+        poller,
+        &[
+            "--max-threads",
+            "4",
+            "--min-threads",
+            "4",
+            "--send-timeout",
+            "1s",
+        ],
+    );
+    let spec = server.spec(0);
+    let body = Arc::new(pattern(8 << 20, 6));
+    let (sent, bodies_taken) = mpsc::channel();
+    let clients: Vec<_> = (0..6).map(|_| non_reader(&spec, &body, &sent)).collect();
+    // Four bodies taken: every worker holds a response nobody reads (the
+    // other two clients wait for a worker to take theirs).
+    for _ in 0..4 {
+        bodies_taken.recv().expect("a non-reader sent its body");
+    }
+    let took = timed_ping(&spec);
+    eprintln!("{poller}: ping behind 6 non-readers took {took:?}");
+    assert!(
+        took < Duration::from_secs(1) + MARGIN,
+        "{poller}: ping took {took:?}"
+    );
+    // The last two get workers once the first four are cut, and are cut
+    // in turn (reading now would take their answers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.stderr().matches("--send-timeout").count() < 6 {
+        assert!(Instant::now() < deadline, "{poller}: {}", server.stderr());
+        thread::sleep(Duration::from_millis(50));
+    }
+    for c in clients {
+        let mut c = c.join().expect("non-reader");
+        c.conn.set_timeout(Duration::from_secs(10));
+        let got = c.conn.read_to_eof(16 << 20);
+        assert!(got.is_ok_and(|b| b.len() < 8 << 20), "{poller}: not cut");
+    }
+    assert_workers_free(&spec, 4);
+}
+
+#[test]
+fn non_readers_free_their_workers_epoll() {
+    non_readers("epoll");
+}
+
+#[test]
+fn non_readers_free_their_workers_poll() {
+    non_readers("poll");
+}
+
+/// An SCGI upload that stalls mid-body is answered 408 past
+/// `--body-timeout`, and its connection closed.
+#[test]
+fn a_stalled_scgi_upload_is_answered_408() {
+    let mut args = vec!["--listen", "scgi://127.0.0.1:0", "--body-timeout", "1s"];
+    args.extend_from_slice(ALL_APPS);
+    let server = Server::start(&args);
+    let mut upload = netstring(&[
+        ("CONTENT_LENGTH", "100000"),
+        ("SCGI", "1"),
+        ("REQUEST_METHOD", "POST"),
+        ("REQUEST_URI", "/echo"),
+    ]);
+    upload.extend(pattern(10_000, 7));
+    let mut c = Conn::connect(&server.spec(0));
+    let t = Instant::now();
+    c.write_all(&upload).expect("send a partial upload");
+    let answer = c.read_to_eof(1 << 16).expect("an answer, then the close");
+    assert_eq!(parse_response(&answer).status, 408);
+    assert!(
+        t.elapsed() < Duration::from_secs(1) + MARGIN,
+        "{:?}",
+        t.elapsed()
+    );
 }

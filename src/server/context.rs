@@ -33,6 +33,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub header_timeout: Duration,
     pub request_timeout: Option<Duration>,
+    /// The longest pause in a body while the connection is read.
+    pub body_timeout: Option<Duration>,
+    /// How long pending output may go without a byte written.
+    pub send_timeout: Option<Duration>,
 }
 
 /// Params in progress across the process, at least enough for a whole

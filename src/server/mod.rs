@@ -197,6 +197,8 @@ fn limits(cfg: &Config) -> Limits {
         idle_timeout: cfg.idle_timeout,
         header_timeout: cfg.header_timeout,
         request_timeout: cfg.request_timeout,
+        body_timeout: cfg.body_timeout,
+        send_timeout: cfg.send_timeout,
     }
 }
 

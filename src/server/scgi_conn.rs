@@ -230,30 +230,64 @@ impl ScgiConn {
         self.phase = Phase::Done;
     }
 
-    pub fn next_deadline(&self, l: &Limits) -> Option<Instant> {
-        match &self.phase {
-            Phase::Running { dispatched, .. } => l.request_timeout.map(|t| *dispatched + t),
+    /// The request's deadline: `--request-timeout`, and `--body-timeout`
+    /// from `clock` (the last read, None while the connection is not
+    /// read) while body bytes are still to come.
+    pub fn next_deadline(&self, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
+        let Phase::Running {
+            dispatched,
+            remaining,
+            ..
+        } = &self.phase
+        else {
+            return None;
+        };
+        let request = l.request_timeout.map(|t| *dispatched + t);
+        let body = match (*remaining > 0, clock, l.body_timeout) {
+            (true, Some(c), Some(t)) => Some(c + t),
             _ => None,
-        }
+        };
+        request.into_iter().chain(body).min()
     }
 
-    pub fn on_timer(&mut self, ctx: &mut Ctx, io: &mut ConnIo) -> Result<(), CloseReason> {
-        let Some(deadline) = self.next_deadline(&ctx.limits) else {
-            return Ok(());
-        };
-        if deadline > ctx.now {
+    pub fn on_timer(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        clock: Option<Instant>,
+    ) -> Result<(), CloseReason> {
+        if self
+            .next_deadline(&ctx.limits, clock)
+            .is_none_or(|d| d > ctx.now)
+        {
             return Ok(());
         }
-        let Phase::Running { head_sent, .. } = self.phase else {
+        let Phase::Running {
+            head_sent,
+            dispatched,
+            ..
+        } = self.phase
+        else {
             return Ok(());
         };
-        log::warn!("client {}: request past --request-timeout", io.peer);
+        let past_request = ctx
+            .limits
+            .request_timeout
+            .is_some_and(|t| dispatched + t <= ctx.now);
+        let (status, what) = if past_request {
+            log::warn!("client {}: request past --request-timeout", io.peer);
+            (504, "request past --request-timeout")
+        } else {
+            let what = "no body bytes within --body-timeout";
+            ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
+            (408, what)
+        };
         Stats::add(&ctx.stats.aborted_requests);
         if head_sent {
-            self.set_status(504, false);
-            return Err(CloseReason::Timeout("request past --request-timeout"));
+            self.set_status(status, false);
+            return Err(CloseReason::Timeout(what));
         }
-        self.refuse(ctx, io, Refusal::new(504));
+        self.refuse(ctx, io, Refusal::new(status));
         Ok(())
     }
 }
