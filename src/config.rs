@@ -83,6 +83,10 @@ pub struct Config {
     pub header_timeout: Duration,
     /// None: no limit (`0`).
     pub request_timeout: Option<Duration>,
+    /// The longest pause in a request body; None: no limit (`0`).
+    pub body_timeout: Option<Duration>,
+    /// How long pending output may go untaken; None: no limit (`0`).
+    pub send_timeout: Option<Duration>,
     pub shutdown_timeout: Duration,
     pub slow_threshold: Option<Duration>,
     pub cgi_stderr: CgiStderr,
@@ -124,6 +128,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             request_timeout: None,
+            body_timeout: Some(Duration::from_secs(60)),
+            send_timeout: Some(Duration::from_secs(60)),
             shutdown_timeout: Duration::from_secs(30),
             slow_threshold: None,
             cgi_stderr: CgiStderr::Log,
@@ -460,6 +466,24 @@ pub struct ServeArgs {
         env = "FASTGATE_REQUEST_TIMEOUT"
     )]
     pub request_timeout: Option<String>,
+    /// Longest pause between two pieces of a request body before the request is aborted;
+    /// 0 = none [default: 60s]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_BODY_TIMEOUT"
+    )]
+    pub body_timeout: Option<String>,
+    /// How long a response may wait for the client to take any of it before the
+    /// connection is cut; 0 = none [default: 60s]
+    #[arg(
+        long,
+        value_name = "D",
+        allow_hyphen_values = true,
+        env = "FASTGATE_SEND_TIMEOUT"
+    )]
+    pub send_timeout: Option<String>,
     /// How long a graceful stop waits for requests in flight [default: 30s]
     #[arg(
         long,
@@ -635,6 +659,10 @@ impl ServeArgs {
                 .unwrap_or(d.header_timeout),
             request_timeout: opt("--request-timeout", &self.request_timeout, zero_is_none)?
                 .unwrap_or(d.request_timeout),
+            body_timeout: opt("--body-timeout", &self.body_timeout, zero_is_none)?
+                .unwrap_or(d.body_timeout),
+            send_timeout: opt("--send-timeout", &self.send_timeout, zero_is_none)?
+                .unwrap_or(d.send_timeout),
             shutdown_timeout: opt("--shutdown-timeout", &self.shutdown_timeout, parse_duration)?
                 .unwrap_or(d.shutdown_timeout),
             slow_threshold: opt("--slow-threshold", &self.slow_threshold, zero_is_none)?
@@ -1144,6 +1172,8 @@ mod tests {
         );
         assert_eq!(c.idle_timeout, Duration::from_secs(60));
         assert_eq!(c.request_timeout, None);
+        assert_eq!(c.body_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.send_timeout, Some(Duration::from_secs(60)));
         assert_eq!(c.processes, 1);
     }
 
@@ -1185,6 +1215,10 @@ mod tests {
             "2s",
             "--request-timeout",
             "3s",
+            "--body-timeout",
+            "0",
+            "--send-timeout",
+            "4s",
             "--shutdown-timeout",
             "0",
             "--slow-threshold",
@@ -1236,6 +1270,8 @@ mod tests {
         assert_eq!(c.max_body_bytes, 5);
         assert_eq!(c.header_timeout, Duration::from_secs(2));
         assert_eq!(c.request_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.body_timeout, None);
+        assert_eq!(c.send_timeout, Some(Duration::from_secs(4)));
         assert_eq!(c.shutdown_timeout, Duration::ZERO);
         assert_eq!(c.slow_threshold, Some(Duration::from_millis(250)));
         assert_eq!(c.cgi_stderr, CgiStderr::Both);

@@ -8,9 +8,10 @@
 //! It knows nothing of request state: which request ids are active, and what
 //! a record means for them, is the host's business (FastCGI 1.0 §3.3).
 
+use std::fmt;
 use std::ops::Range;
 
-use super::Error;
+use super::{excerpt, Error};
 
 /// `FCGI_VERSION_1`, the only version FastCGI has.
 pub const VERSION_1: u8 = 1;
@@ -136,6 +137,17 @@ impl Stream {
         }
     }
 
+    /// The spec's name of the record type that carries it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Params => "PARAMS",
+            Stream::Stdin => "STDIN",
+            Stream::Data => "DATA",
+            Stream::Stdout => "STDOUT",
+            Stream::Stderr => "STDERR",
+        }
+    }
+
     /// The stream a record type carries, `None` for discrete records.
     pub fn from_record_type(t: RecordType) -> Option<Stream> {
         match t {
@@ -215,6 +227,40 @@ pub enum Event<'a> {
         record_type: u8,
         request_id: u16,
     },
+}
+
+/// A log line's view of an event: its kind, request id and sizes, and at
+/// most a short escaped excerpt of the bytes it carries (the derived
+/// `Debug` prints them all, which a client could use to flood the log).
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::BeginRequest { request_id, role, flags } => write!(
+                f,
+                "BEGIN_REQUEST for request {request_id} (role {role}, flags {flags})"
+            ),
+            Event::AbortRequest { request_id } => write!(f, "ABORT_REQUEST for request {request_id}"),
+            Event::EndRequest { request_id, app_status, protocol_status } => write!(
+                f,
+                "END_REQUEST for request {request_id} (app status {app_status}, protocol status {protocol_status})"
+            ),
+            Event::Stream { stream, request_id, data } => write!(
+                f,
+                "{} record for request {request_id}, {} bytes: {}",
+                stream.name(),
+                data.len(),
+                excerpt(data)
+            ),
+            Event::GetValues { names } => write!(f, "GET_VALUES of {} names", names.len()),
+            Event::GetValuesResult { pairs } => {
+                write!(f, "GET_VALUES_RESULT of {} pairs", pairs.len())
+            }
+            Event::UnknownType { record_type } => write!(f, "UNKNOWN_TYPE of type {record_type}"),
+            Event::Unknown { record_type, request_id } => {
+                write!(f, "record of unknown type {record_type} for request {request_id}")
+            }
+        }
+    }
 }
 
 /// Where the decoder is within the current record.
@@ -753,6 +799,25 @@ fn pair_block<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> 
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_event_shown_in_a_log_line_quotes_little_of_its_bytes() {
+        let data = vec![b'\n'; 65_535];
+        let event = Event::Stream {
+            stream: Stream::Stdout,
+            request_id: 1,
+            data: &data,
+        };
+        let line = event.to_string();
+        assert!(line.len() < 200, "{line}");
+        assert!(
+            line.starts_with("STDOUT record for request 1, 65535 bytes: \"\\n"),
+            "{line}"
+        );
+        let pairs = vec![(vec![b'x'; 30_000], vec![b'y'; 30_000])];
+        let line = Event::GetValuesResult { pairs }.to_string();
+        assert_eq!(line, "GET_VALUES_RESULT of 1 pairs");
+    }
 
     /// What a test compares: stream pieces merged per (stream, id) run,
     /// every other event by its debug text.

@@ -78,6 +78,28 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The most client bytes a log line quotes.
+pub const EXCERPT_BYTES: usize = 32;
+
+/// A client value fit for a log line: at most [`EXCERPT_BYTES`] of it,
+/// escaped and quoted, with its length when it was cut. A client controls
+/// these bytes: quoted whole, one request could write a line as long as
+/// its params; raw, it could forge lines or send terminal codes.
+///
+/// ```
+/// use fastgate::protocol::excerpt;
+/// assert_eq!(excerpt(b"ab\n"), r#""ab\n""#);
+/// assert_eq!(excerpt(&[b'x'; 40]), format!("\"{}\"... (40 bytes)", "x".repeat(32)));
+/// ```
+pub fn excerpt(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(EXCERPT_BYTES)];
+    let mut out = format!("\"{}\"", shown.escape_ascii());
+    if shown.len() < bytes.len() {
+        out.push_str(&format!("... ({} bytes)", bytes.len()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +134,14 @@ mod tests {
             assert_eq!(s, s.to_lowercase(), "{s}");
         }
         assert_eq!(Error::BadVersion(2).to_string(), "bad fastcgi version 2");
+    }
+
+    #[test]
+    fn excerpts_are_short_and_escaped() {
+        assert_eq!(excerpt(b""), r#""""#);
+        assert_eq!(excerpt(b"a\x1b[2J\n\""), r#""a\x1b[2J\n\"""#);
+        let long = excerpt(&[0xff; 65_535]);
+        assert!(long.len() < 4 * EXCERPT_BYTES + 32, "{long}");
+        assert!(long.ends_with("... (65535 bytes)"), "{long}");
     }
 }

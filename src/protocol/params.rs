@@ -168,7 +168,20 @@ impl ParamsBuffer {
             self.buf = Vec::new();
             return;
         }
+        let needed = self.buf.len() + chunk.len();
+        if needed > self.buf.capacity() {
+            // Doubling, but never past the limit: the capacity is what a
+            // host counts against its budgets.
+            let target = needed.max(self.buf.capacity() * 2).min(self.limit);
+            self.buf.reserve_exact(target - self.buf.len());
+        }
         self.buf.extend_from_slice(chunk);
+    }
+
+    /// The memory it holds (its capacity), which a host counts against
+    /// budgets wider than one request.
+    pub fn held(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// True once more than `limit` bytes were pushed.
@@ -271,6 +284,19 @@ mod tests {
                 limit: block.len() - 1
             }
         );
+    }
+
+    #[test]
+    fn a_buffer_never_holds_more_than_its_limit() {
+        let mut b = ParamsBuffer::new(100_000);
+        for _ in 0..99 {
+            b.push(&[b'x'; 1000]);
+            assert!(b.held() <= 100_000, "{}", b.held());
+        }
+        b.push(&[b'x'; 1000]);
+        assert_eq!(b.held(), 100_000);
+        b.push(b"y");
+        assert_eq!((b.overflowed(), b.held()), (true, 0));
     }
 
     proptest! {

@@ -8,7 +8,7 @@
 //! never buffers more than the limit plus a few bytes.
 
 use super::params::Params;
-use super::Error;
+use super::{excerpt, Error};
 
 /// The most digits a netstring length may have (up to 9,999,999,999).
 const MAX_LEN_DIGITS: usize = 10;
@@ -112,18 +112,11 @@ fn check_params(params: &Params) -> Result<u64, Error> {
     if params.get("CONTENT_LENGTH") != Some(value) {
         return Err(bad_header("CONTENT_LENGTH repeated with another value"));
     }
-    let content_length = parse_decimal(value).ok_or_else(|| {
-        bad_header(&format!(
-            "bad CONTENT_LENGTH {:?}",
-            String::from_utf8_lossy(value)
-        ))
-    })?;
+    let content_length = parse_decimal(value)
+        .ok_or_else(|| bad_header(&format!("bad CONTENT_LENGTH {}", excerpt(value))))?;
     match params.get("SCGI") {
         Some(b"1") => Ok(content_length),
-        Some(v) => Err(bad_header(&format!(
-            "SCGI is {:?}, not \"1\"",
-            String::from_utf8_lossy(v)
-        ))),
+        Some(v) => Err(bad_header(&format!("SCGI is {}, not \"1\"", excerpt(v)))),
         None => Err(bad_header("no SCGI param")),
     }
 }

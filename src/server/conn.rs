@@ -129,6 +129,15 @@ pub struct Conn {
     pub armed: Option<Instant>,
     /// The interest registered in the poller.
     pub interest: Interest,
+    /// When the last read brought bytes (an SCGI body's clock).
+    last_read: Instant,
+    /// Whether the connection was being read when last looked at, and
+    /// since when: a body's pause counts only while we read (a handler
+    /// that does not read its body is not the client's fault).
+    reading: bool,
+    reading_since: Instant,
+    /// Output is pending and no byte of it was written since then.
+    stuck_since: Option<Instant>,
     /// Queued for the end-of-turn flush.
     pub touched: bool,
 }
@@ -161,6 +170,10 @@ impl Conn {
             seen_ended: 0,
             armed: None,
             interest: Interest::READ,
+            last_read: now,
+            reading: true,
+            reading_since: now,
+            stuck_since: None,
             touched: false,
         }
     }
@@ -238,6 +251,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(CloseReason::Io(e)),
             };
+            self.last_read = ctx.now;
             self.feed(ctx, &scratch[..n])?;
             if n < scratch.len() {
                 return Ok(());
@@ -348,11 +362,13 @@ impl Conn {
     /// Writes pending output; a closing connection that has written
     /// everything shuts its side down and lingers.
     pub fn flush(&mut self, now: Instant) -> Result<(), CloseReason> {
+        let before = self.io.out.pending();
         let drained = self
             .io
             .out
             .flush(&mut self.stream)
             .map_err(CloseReason::Io)?;
+        self.note_progress(before, now);
         if drained && self.state == ConnState::Closing {
             self.state = match self.stream.shutdown_write() {
                 Ok(()) => ConnState::Lingering {
@@ -362,6 +378,37 @@ impl Conn {
             };
         }
         Ok(())
+    }
+
+    /// Notes whether output moved (for `--send-timeout`) and whether the
+    /// connection is read (for `--body-timeout`).
+    fn note_progress(&mut self, pending_before: usize, now: Instant) {
+        let pending = self.io.out.pending();
+        self.stuck_since = match pending {
+            0 => None,
+            _ if pending < pending_before => Some(now),
+            _ => self.stuck_since.or(Some(now)),
+        };
+        self.note_reading(now);
+    }
+
+    fn note_reading(&mut self, now: Instant) {
+        let reading = self.may_read();
+        if reading && !self.reading {
+            self.reading_since = now;
+        }
+        self.reading = reading;
+    }
+
+    /// Since when a pause in a body counts against the client: None while
+    /// the connection is not read.
+    fn body_clock(&self) -> Option<Instant> {
+        self.may_read().then_some(self.reading_since)
+    }
+
+    /// When unwritten output has waited too long for the client.
+    fn send_deadline(&self, l: &super::context::Limits) -> Option<Instant> {
+        Some(self.stuck_since? + l.send_timeout?)
     }
 
     /// Reads and drops what a lingering peer still sends; its end (or an
@@ -399,15 +446,16 @@ impl Conn {
             (0, false) => Some(self.last_active + l.idle_timeout),
             _ => None,
         };
+        let clock = self.body_clock();
         let reqs = match &self.proto {
-            Proto::FastCgi(f) => f.next_deadline(l),
-            Proto::Scgi(s) => s.next_deadline(l),
+            Proto::FastCgi(f) => f.next_deadline(l, clock),
+            Proto::Scgi(s) => s.next_deadline(l, clock.map(|c| c.max(self.last_read))),
             Proto::Detect => None,
         };
-        match (own, reqs) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [own, reqs, self.send_deadline(l)]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Acts on expired deadlines at `ctx.now`.
@@ -420,6 +468,13 @@ impl Conn {
             }
             return Ok(());
         }
+        if self.send_deadline(&l).is_some_and(|d| now >= d) {
+            return Err(CloseReason::SlowClient(
+                "response not taken within --send-timeout",
+            ));
+        }
+        self.note_reading(now);
+        let clock = self.body_clock();
         match (self.in_flight(), self.fresh()) {
             (0, true) if now >= self.last_active + l.header_timeout => {
                 return Err(CloseReason::SlowClient(
@@ -432,8 +487,10 @@ impl Conn {
             _ => {}
         }
         match &mut self.proto {
-            Proto::FastCgi(f) => f.on_timer(ctx, &mut self.io)?,
-            Proto::Scgi(s) => s.on_timer(ctx, &mut self.io)?,
+            Proto::FastCgi(f) => f.on_timer(ctx, &mut self.io, clock)?,
+            Proto::Scgi(s) => {
+                s.on_timer(ctx, &mut self.io, clock.map(|c| c.max(self.last_read)))?
+            }
             Proto::Detect => {}
         }
         self.after_protocol_step(ctx);

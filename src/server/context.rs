@@ -24,11 +24,36 @@ pub struct Limits {
     pub max_conns: usize,
     pub max_reqs: usize,
     pub max_params_bytes: usize,
+    /// Params not yet complete one connection may hold, all its requests
+    /// together (see [`Limits::params_budgets`]).
+    pub params_per_conn: usize,
+    /// Params not yet complete the whole process may hold.
+    pub params_per_process: usize,
     /// 0: none.
     pub max_body_bytes: u64,
     pub idle_timeout: Duration,
     pub header_timeout: Duration,
     pub request_timeout: Option<Duration>,
+    /// The longest pause in a body while the connection is read.
+    pub body_timeout: Option<Duration>,
+    /// How long pending output may go without a byte written.
+    pub send_timeout: Option<Duration>,
+}
+
+/// Params in progress across the process, at least enough for a whole
+/// connection's worth. Fixed rather than a multiple of the params limit,
+/// so raising that limit does not raise what the process may hold.
+const PARAMS_PER_PROCESS: usize = 64 << 20;
+/// How many requests' worth of params one connection may gather at once.
+const PARAMS_PER_CONN: usize = 4;
+
+impl Limits {
+    /// The budgets of params in progress for a params limit of
+    /// `max_params_bytes`: (per connection, per process).
+    pub fn params_budgets(max_params_bytes: usize) -> (usize, usize) {
+        let per_conn = max_params_bytes.saturating_mul(PARAMS_PER_CONN);
+        (per_conn, per_conn.max(PARAMS_PER_PROCESS))
+    }
 }
 
 /// Process-wide counters (atomics: read from any thread, never locked).
@@ -94,6 +119,9 @@ pub struct Ctx {
     pub slow_threshold: Option<Duration>,
     /// Temporary files: where, and the process-wide byte budget.
     pub temp: Arc<TempSpace>,
+    /// Bytes held by params not yet complete, over every connection
+    /// (loop-owned: only the loop thread touches it).
+    pub params_held: usize,
 }
 
 impl Ctx {
@@ -111,6 +139,7 @@ impl Ctx {
             access_log: None,
             slow_threshold: None,
             temp: TempSpace::new(std::env::temp_dir(), u64::MAX),
+            params_held: 0,
         }
     }
 
@@ -191,6 +220,18 @@ impl Ctx {
             });
         }
         Ok(shared)
+    }
+
+    /// Moves the process's count of params in progress from `before` to
+    /// `after` bytes held by one request; true while within the budget.
+    pub fn hold_params(&mut self, before: usize, after: usize) -> bool {
+        self.params_held = self.params_held.saturating_sub(before) + after;
+        self.params_held <= self.limits.params_per_process
+    }
+
+    /// Whether a new request's params could be gathered at all.
+    pub fn params_room(&self) -> bool {
+        self.params_held < self.limits.params_per_process
     }
 
     /// Logs one line about a misbehaving client, at most a few a second.

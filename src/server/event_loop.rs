@@ -49,6 +49,8 @@ pub struct EventLoop {
     listeners: Vec<Option<Listener>>,
     accepting: bool,
     accept_resume: Option<Instant>,
+    /// Accepting failed for want of fds and has not succeeded since.
+    accept_starved: bool,
     conns: Slab,
     timers: Timers,
     ctx: Ctx,
@@ -90,6 +92,7 @@ impl EventLoop {
             listeners: listeners.into_iter().map(Some).collect(),
             accepting: true,
             accept_resume: None,
+            accept_starved: false,
             conns: Slab::default(),
             timers: Timers::default(),
             ctx,
@@ -221,23 +224,40 @@ impl EventLoop {
             };
             let protocol = listener.spec.protocol;
             match listener.accept() {
-                Ok(Some(stream)) => self.add_conn(stream, protocol),
+                Ok(Some(stream)) => {
+                    self.accept_succeeded();
+                    self.add_conn(stream, protocol)
+                }
                 Ok(None) => return,
                 Err(e) => return self.accept_failed(&e),
             }
         }
     }
 
+    /// Out of fds (or memory), accepting pauses and is retried every
+    /// [`ACCEPT_BACKOFF`]; the episode is logged once, at its start and
+    /// at its end, not at every retry.
     fn accept_failed(&mut self, e: &io::Error) {
         let out_of_fds = matches!(
             e.raw_os_error(),
             Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
         );
-        self.ctx
-            .warn_client("listener", &format_args!("accept: {e}"));
-        if out_of_fds {
-            self.set_accepting(false);
-            self.accept_resume = Some(self.ctx.now + ACCEPT_BACKOFF);
+        if !out_of_fds {
+            return self
+                .ctx
+                .warn_client("listener", &format_args!("accept: {e}"));
+        }
+        if !std::mem::replace(&mut self.accept_starved, true) {
+            log::warn!("accept: {e}; accepting pauses until connections close");
+        }
+        self.set_accepting(false);
+        self.accept_resume = Some(self.ctx.now + ACCEPT_BACKOFF);
+    }
+
+    /// A connection was accepted: an out-of-fds episode is over.
+    fn accept_succeeded(&mut self) {
+        if std::mem::replace(&mut self.accept_starved, false) {
+            log::warn!("accept: accepting again");
         }
     }
 

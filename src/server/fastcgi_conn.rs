@@ -28,6 +28,8 @@ enum Phase {
         dispatched: Instant,
         body_bytes: u64,
         head_sent: bool,
+        /// When a piece of its body last arrived (`--body-timeout`).
+        last_input: Instant,
     },
 }
 
@@ -54,6 +56,9 @@ const CLIENT_GONE: u16 = 499;
 pub struct FcgiConn {
     decoder: Decoder,
     reqs: HashMap<u16, FcgiReq>,
+    /// Bytes held by the params of requests still in `Phase::Params`,
+    /// also counted in `Ctx::params_held`.
+    params_held: usize,
 }
 
 fn protocol_error(what: String) -> CloseReason {
@@ -129,12 +134,18 @@ impl FcgiConn {
                 stream: Stream::Stdin,
                 request_id,
                 data,
-            } => self.input(ctx, io, request_id, Input::Stdin, data),
+            } => {
+                self.note_input(ctx.now, request_id);
+                self.input(ctx, io, request_id, Input::Stdin, data)
+            }
             Event::Stream {
                 stream: Stream::Data,
                 request_id,
                 data,
-            } => self.input(ctx, io, request_id, Input::Data, data),
+            } => {
+                self.note_input(ctx.now, request_id);
+                self.input(ctx, io, request_id, Input::Data, data)
+            }
             Event::AbortRequest { request_id } => self.abort(ctx, io, request_id),
             Event::GetValues { names } => get_values(ctx, io, &names),
             Event::Unknown { record_type, .. } => {
@@ -142,7 +153,7 @@ impl FcgiConn {
             }
             other => {
                 return Err(protocol_error(format!(
-                    "unexpected record from the client: {other:?}"
+                    "unexpected record from the client: {other}"
                 )))
             }
         }
@@ -171,6 +182,12 @@ impl FcgiConn {
             return Ok(());
         };
         if self.reqs.len() >= ctx.limits.max_reqs {
+            end_early(io, id, keep_conn, ProtocolStatus::Overloaded);
+            return Ok(());
+        }
+        if self.params_held >= ctx.limits.params_per_conn || !ctx.params_room() {
+            let why = "params in progress at their budget";
+            ctx.warn_client(&io.peer, &format_args!("request {id} refused: {why}"));
             end_early(io, id, keep_conn, ProtocolStatus::Overloaded);
             return Ok(());
         }
@@ -217,15 +234,39 @@ impl FcgiConn {
         };
         if data.is_empty() {
             self.dispatch(ctx, io, id);
-        } else {
-            params.push(data);
+            return Ok(());
+        }
+        let before = params.held();
+        params.push(data);
+        let after = params.held();
+        self.params_held = self.params_held.saturating_sub(before) + after;
+        let within_process = ctx.hold_params(before, after);
+        if !within_process || self.params_held > ctx.limits.params_per_conn {
+            let whose = if within_process {
+                "connection"
+            } else {
+                "process"
+            };
+            let why = format_args!("request {id}: params in progress past the {whose}'s budget");
+            ctx.warn_client(&io.peer, &why);
+            self.refuse_any(ctx, io, id, Refusal::new(431));
         }
         Ok(())
     }
 
+    /// Takes a request out, giving back what its params held.
+    fn remove(&mut self, ctx: &mut Ctx, id: u16) -> Option<FcgiReq> {
+        let req = self.reqs.remove(&id)?;
+        if let Phase::Params { params, .. } = &req.phase {
+            self.params_held = self.params_held.saturating_sub(params.held());
+            ctx.hold_params(params.held(), 0);
+        }
+        Some(req)
+    }
+
     /// PARAMS ended: route and hand the request to a worker.
     fn dispatch(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
-        let Some(mut req) = self.reqs.remove(&id) else {
+        let Some(mut req) = self.remove(ctx, id) else {
             return;
         };
         let Phase::Params { role, params } = std::mem::replace(&mut req.phase, placeholder())
@@ -248,6 +289,7 @@ impl FcgiConn {
                     dispatched: ctx.now,
                     body_bytes: 0,
                     head_sent: false,
+                    last_input: ctx.now,
                 };
                 self.reqs.insert(id, req);
             }
@@ -285,16 +327,27 @@ impl FcgiConn {
         }
     }
 
+    /// A piece of a request's body arrived: its body clock starts again.
+    fn note_input(&mut self, now: Instant, id: u16) {
+        if let Some(FcgiReq {
+            phase: Phase::Running { last_input, .. },
+            ..
+        }) = self.reqs.get_mut(&id)
+        {
+            *last_input = now;
+        }
+    }
+
     /// Ends a request the loop answers itself, whatever phase it is in.
     fn refuse_any(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, refusal: Refusal) {
-        if let Some(req) = self.reqs.remove(&id) {
+        if let Some(req) = self.remove(ctx, id) {
             release(io, &req.phase);
             refuse(ctx, io, id, req, refusal);
         }
     }
 
     fn abort(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
-        let Some(req) = self.reqs.remove(&id) else {
+        let Some(req) = self.remove(ctx, id) else {
             return;
         };
         release(io, &req.phase);
@@ -350,6 +403,7 @@ impl FcgiConn {
 
     /// The connection is going away: every handler learns it.
     pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
+        ctx.hold_params(std::mem::take(&mut self.params_held), 0);
         for (_, req) in self.reqs.drain() {
             let Phase::Running { shared, .. } = &req.phase else {
                 continue;
@@ -361,39 +415,69 @@ impl FcgiConn {
         }
     }
 
-    /// The earliest deadline among this connection's requests.
-    pub fn next_deadline(&self, l: &Limits) -> Option<Instant> {
-        self.reqs.values().filter_map(|r| deadline(r, l)).min()
+    /// The earliest deadline among this connection's requests; `clock`
+    /// is since when the connection is read (None: it is not).
+    pub fn next_deadline(&self, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
+        self.reqs
+            .values()
+            .filter_map(|r| deadline(r, l, clock))
+            .min()
     }
 
     /// Handles requests past their deadline at `ctx.now`.
-    pub fn on_timer(&mut self, ctx: &mut Ctx, io: &mut ConnIo) -> Result<(), CloseReason> {
+    pub fn on_timer(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        clock: Option<Instant>,
+    ) -> Result<(), CloseReason> {
         let now = ctx.now;
         let expired: Vec<u16> = self
             .reqs
             .iter()
-            .filter(|(_, r)| deadline(r, &ctx.limits).is_some_and(|d| d <= now))
+            .filter(|(_, r)| deadline(r, &ctx.limits, clock).is_some_and(|d| d <= now))
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
             let Some(req) = self.reqs.get(&id) else {
                 continue;
             };
-            let Phase::Running { head_sent, .. } = req.phase else {
+            if let Phase::Params { .. } = req.phase {
                 return Err(CloseReason::SlowClient(
                     "params not complete within --header-timeout",
                 ));
-            };
-            log::warn!("client {}: request {id} past --request-timeout", io.peer);
-            Stats::add(&ctx.stats.aborted_requests);
-            if !head_sent {
-                self.refuse_any(ctx, io, id, Refusal::new(504));
-            } else if let Some(req) = self.reqs.remove(&id) {
-                release(io, &req.phase);
-                end_request(ctx, io, id, req, 1, 504);
+            }
+            if request_deadline(req, &ctx.limits).is_some_and(|d| d <= now) {
+                log::warn!("client {}: request {id} past --request-timeout", io.peer);
+                self.cut(ctx, io, id, 504);
+            } else {
+                let why = "no body bytes within --body-timeout; aborted";
+                ctx.warn_client(&io.peer, &format_args!("request {id}: {why}"));
+                self.cut(ctx, io, id, 408);
             }
         }
         Ok(())
+    }
+
+    /// Aborts a running request past a deadline: answered with `status`
+    /// if nothing went out yet, else cut short.
+    fn cut(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, status: u16) {
+        Stats::add(&ctx.stats.aborted_requests);
+        let head_sent = self.reqs.get(&id).is_some_and(|r| {
+            matches!(
+                r.phase,
+                Phase::Running {
+                    head_sent: true,
+                    ..
+                }
+            )
+        });
+        if !head_sent {
+            self.refuse_any(ctx, io, id, Refusal::new(status));
+        } else if let Some(req) = self.reqs.remove(&id) {
+            release(io, &req.phase);
+            end_request(ctx, io, id, req, 1, status);
+        }
     }
 }
 
@@ -404,11 +488,37 @@ fn placeholder() -> Phase {
     }
 }
 
-fn deadline(r: &FcgiReq, l: &Limits) -> Option<Instant> {
+fn deadline(r: &FcgiReq, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
     match &r.phase {
         Phase::Params { .. } => Some(r.begun + l.header_timeout),
-        Phase::Running { dispatched, .. } => l.request_timeout.map(|t| *dispatched + t),
+        Phase::Running { .. } => [request_deadline(r, l), body_deadline(r, l, clock)]
+            .into_iter()
+            .flatten()
+            .min(),
     }
+}
+
+fn request_deadline(r: &FcgiReq, l: &Limits) -> Option<Instant> {
+    let Phase::Running { dispatched, .. } = &r.phase else {
+        return None;
+    };
+    Some(*dispatched + l.request_timeout?)
+}
+
+/// While the connection is read (since `clock`), a body still arriving
+/// may pause at most `--body-timeout`.
+fn body_deadline(r: &FcgiReq, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
+    let Phase::Running {
+        shared, last_input, ..
+    } = &r.phase
+    else {
+        return None;
+    };
+    let (timeout, clock) = (l.body_timeout?, clock?);
+    if shared.input_complete() {
+        return None;
+    }
+    Some((*last_input).max(clock) + timeout)
 }
 
 /// Aborts a running request's handler, releasing any pause it holds.

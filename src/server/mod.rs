@@ -189,14 +189,19 @@ impl Server {
 }
 
 fn limits(cfg: &Config) -> Limits {
+    let (params_per_conn, params_per_process) = Limits::params_budgets(cfg.max_params_bytes);
     Limits {
         max_conns: cfg.max_conns,
         max_reqs: cfg.max_reqs,
         max_params_bytes: cfg.max_params_bytes,
+        params_per_conn,
+        params_per_process,
         max_body_bytes: cfg.max_body_bytes,
         idle_timeout: cfg.idle_timeout,
         header_timeout: cfg.header_timeout,
         request_timeout: cfg.request_timeout,
+        body_timeout: cfg.body_timeout,
+        send_timeout: cfg.send_timeout,
     }
 }
 

@@ -3,6 +3,7 @@
 //! of CONTENT_LENGTH bytes streams to the handler, the CGI-style response
 //! streams back, and the connection closes after it.
 
+use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +34,9 @@ enum Phase {
 pub struct ScgiConn {
     phase: Phase,
     log: Option<Box<Entry>>,
+    /// Bytes of a header still arriving (kept by the connection), also
+    /// counted in `Ctx::params_held`.
+    held: usize,
 }
 
 impl ScgiConn {
@@ -40,6 +44,7 @@ impl ScgiConn {
         ScgiConn {
             phase: Phase::Header,
             log: None,
+            held: 0,
         }
     }
 
@@ -103,16 +108,20 @@ impl ScgiConn {
     }
 
     fn header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, input: &[u8]) -> usize {
-        let (consumed, params, content_length) =
-            match scgi::parse_header(input, ctx.limits.max_params_bytes) {
-                Ok(Header::Partial) => return 0,
-                Ok(Header::Complete {
-                    consumed,
-                    params,
-                    content_length,
-                }) => (consumed, params, content_length),
-                Err(e) => return self.bad_header(ctx, io, input.len(), &e),
-            };
+        let parsed = scgi::parse_header(input, ctx.limits.max_params_bytes);
+        if let Ok(Header::Partial) = parsed {
+            return self.partial(ctx, io, input.len());
+        }
+        self.release_header(ctx);
+        let (consumed, params, content_length) = match parsed {
+            Ok(Header::Complete {
+                consumed,
+                params,
+                content_length,
+            }) => (consumed, params, content_length),
+            Ok(Header::Partial) => return 0,
+            Err(e) => return self.bad_header(ctx, io, input.len(), &e),
+        };
         io.begun += 1;
         self.log = ctx.entry(Some(&params), 0, ctx.now);
         let limit = ctx.limits.max_body_bytes;
@@ -139,13 +148,35 @@ impl ScgiConn {
         }
     }
 
+    /// A header still arriving: the connection keeps its `len` bytes,
+    /// counted against the process's budget of params in progress; past
+    /// that budget it is answered 431.
+    fn partial(&mut self, ctx: &mut Ctx, io: &mut ConnIo, len: usize) -> usize {
+        let before = std::mem::replace(&mut self.held, len);
+        if ctx.hold_params(before, len) {
+            return 0;
+        }
+        self.release_header(ctx);
+        let why = "scgi: header in progress past the process's budget of params";
+        self.refuse_header(ctx, io, &why, 431);
+        len
+    }
+
+    fn release_header(&mut self, ctx: &mut Ctx) {
+        ctx.hold_params(std::mem::take(&mut self.held), 0);
+    }
+
     /// A malformed or oversized header: answered (400/431), then closed.
     fn bad_header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, len: usize, e: &Error) -> usize {
-        ctx.warn_client(&io.peer, &format_args!("scgi: {e}"));
+        self.refuse_header(ctx, io, &format_args!("scgi: {e}"), e.http_status());
+        len
+    }
+
+    fn refuse_header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, why: &dyn Display, status: u16) {
+        ctx.warn_client(&io.peer, why);
         io.begun += 1;
         self.log = ctx.entry(None, 0, ctx.now);
-        self.refuse(ctx, io, Refusal::new(e.http_status()));
-        len
+        self.refuse(ctx, io, Refusal::new(status));
     }
 
     fn refuse(&mut self, ctx: &mut Ctx, io: &mut ConnIo, refusal: Refusal) {
@@ -208,6 +239,7 @@ impl ScgiConn {
     }
 
     pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
+        self.release_header(ctx);
         if let Phase::Running { shared, .. } = &self.phase {
             shared.abort();
             Stats::add(&ctx.stats.aborted_requests);
@@ -218,30 +250,64 @@ impl ScgiConn {
         self.phase = Phase::Done;
     }
 
-    pub fn next_deadline(&self, l: &Limits) -> Option<Instant> {
-        match &self.phase {
-            Phase::Running { dispatched, .. } => l.request_timeout.map(|t| *dispatched + t),
+    /// The request's deadline: `--request-timeout`, and `--body-timeout`
+    /// from `clock` (the last read, None while the connection is not
+    /// read) while body bytes are still to come.
+    pub fn next_deadline(&self, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
+        let Phase::Running {
+            dispatched,
+            remaining,
+            ..
+        } = &self.phase
+        else {
+            return None;
+        };
+        let request = l.request_timeout.map(|t| *dispatched + t);
+        let body = match (*remaining > 0, clock, l.body_timeout) {
+            (true, Some(c), Some(t)) => Some(c + t),
             _ => None,
-        }
+        };
+        request.into_iter().chain(body).min()
     }
 
-    pub fn on_timer(&mut self, ctx: &mut Ctx, io: &mut ConnIo) -> Result<(), CloseReason> {
-        let Some(deadline) = self.next_deadline(&ctx.limits) else {
-            return Ok(());
-        };
-        if deadline > ctx.now {
+    pub fn on_timer(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        clock: Option<Instant>,
+    ) -> Result<(), CloseReason> {
+        if self
+            .next_deadline(&ctx.limits, clock)
+            .is_none_or(|d| d > ctx.now)
+        {
             return Ok(());
         }
-        let Phase::Running { head_sent, .. } = self.phase else {
+        let Phase::Running {
+            head_sent,
+            dispatched,
+            ..
+        } = self.phase
+        else {
             return Ok(());
         };
-        log::warn!("client {}: request past --request-timeout", io.peer);
+        let past_request = ctx
+            .limits
+            .request_timeout
+            .is_some_and(|t| dispatched + t <= ctx.now);
+        let (status, what) = if past_request {
+            log::warn!("client {}: request past --request-timeout", io.peer);
+            (504, "request past --request-timeout")
+        } else {
+            let what = "no body bytes within --body-timeout";
+            ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
+            (408, what)
+        };
         Stats::add(&ctx.stats.aborted_requests);
         if head_sent {
-            self.set_status(504, false);
-            return Err(CloseReason::Timeout("request past --request-timeout"));
+            self.set_status(status, false);
+            return Err(CloseReason::Timeout(what));
         }
-        self.refuse(ctx, io, Refusal::new(504));
+        self.refuse(ctx, io, Refusal::new(status));
         Ok(())
     }
 }
