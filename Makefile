@@ -30,7 +30,7 @@ test: test-deps
 	$(CARGO) build --all-targets
 	$(CARGO) test --no-fail-fast
 	@echo "== the protocol suites again on the poll(2) backend"
-	FASTGATE_POLLER=poll $(CARGO) test --no-fail-fast --test fastcgi --test scgi --test bad_input --test lifecycle
+	FASTGATE_POLLER=poll $(CARGO) test --no-fail-fast --test fastcgi --test scgi --test bad_input --test lifecycle --test half_close --test limits --test spool
 	$(MAKE) lint
 	$(MAKE) fuzz-build
 
