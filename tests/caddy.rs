@@ -23,7 +23,7 @@ use std::process::Command;
 use common::{require_tool, Server};
 use frontend::{
     assert_echo, assert_env, assert_hello, common_env, env_value, pattern, replace_once,
-    socket_owner_args, Body, Client, FrontProcess, TempDir,
+    socket_app_args, Body, Client, FrontProcess, TempDir,
 };
 
 const CADDYFILE: &str = include_str!("../deploy/caddy/Caddyfile");
@@ -33,17 +33,7 @@ const SNIPPET_SITE: &str = "http://:80 {";
 
 /// fastgate on a Unix socket Caddy's user may use, `/nope` left unmounted.
 fn fastgate() -> Server {
-    let mut args = vec!["--listen", "{dir}/fg.sock"];
-    args.extend(socket_owner_args());
-    args.extend([
-        "--mount",
-        "/hello=hello",
-        "--mount",
-        "/echo=echo",
-        "--mount",
-        "/env=env",
-    ]);
-    Server::start(&args)
+    Server::start(&socket_app_args())
 }
 
 /// A running Caddy and the port it answers on.

@@ -21,7 +21,7 @@ use std::process::Command;
 use common::{require_tool, Server};
 use frontend::{
     assert_echo, assert_env, assert_hello, common_env, env_lines, env_value, pattern, replace_once,
-    socket_owner_args, Body, Client, FrontProcess, TempDir,
+    socket_app_args, Body, Client, FrontProcess, TempDir,
 };
 
 const CONF: &str = include_str!("../deploy/h2o/h2o.conf");
@@ -35,17 +35,7 @@ const SNIPPET_USER: &str = "user: www-data\n";
 
 /// fastgate on a Unix socket h2o's user may use, `/nope` left unmounted.
 fn fastgate() -> Server {
-    let mut args = vec!["--listen", "{dir}/fg.sock"];
-    args.extend(socket_owner_args());
-    args.extend([
-        "--mount",
-        "/hello=hello",
-        "--mount",
-        "/echo=echo",
-        "--mount",
-        "/env=env",
-    ]);
-    Server::start(&args)
+    Server::start(&socket_app_args())
 }
 
 /// A running h2o and the port it answers on.

@@ -17,18 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Polls `cond` every 20 ms for up to `timeout`.
-fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
 fn exit_code(server: &mut Server, timeout: Duration) -> Option<i32> {
     let status = server.wait_exit(timeout);
     assert!(

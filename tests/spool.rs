@@ -142,17 +142,6 @@ fn temp_bytes(pid: i32, dir: &Path) -> u64 {
         .sum()
 }
 
-fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
 fn temp_bound_server() -> Server {
     Server::start(&[
         "--listen",

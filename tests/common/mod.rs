@@ -39,6 +39,18 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most stderr kept per server; past it lines are drained and dropped.
 const STDERR_CAP: usize = 8 << 20;
 
+/// Polls `cond` every 20 ms for up to `timeout`.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
 /// The `fastgate` binary cargo built for these tests.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_fastgate")

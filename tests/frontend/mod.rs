@@ -549,6 +549,23 @@ pub fn socket_owner_args() -> Vec<&'static str> {
     }
 }
 
+/// `fastgate serve` arguments for the front-server tests: a Unix socket in
+/// the server's dir that the front server's user may use, and hello, echo
+/// and env mounted (`/nope` left unmounted).
+pub fn socket_app_args() -> Vec<&'static str> {
+    let mut args = vec!["--listen", "{dir}/fg.sock"];
+    args.extend(socket_owner_args());
+    args.extend([
+        "--mount",
+        "/hello=hello",
+        "--mount",
+        "/echo=echo",
+        "--mount",
+        "/env=env",
+    ]);
+    args
+}
+
 /// Hands `dir` to `uid`:`gid`, for a front server that writes its pid file,
 /// logs or state there after switching to that user.
 pub fn give_dir(dir: &Path, uid: u32, gid: u32) {
