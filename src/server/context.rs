@@ -2,7 +2,6 @@
 //! limits, the mount table, the pool, the sender for responses, counters,
 //! and the dispatch of a complete request head to a worker.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use super::response::Response;
 use super::router::Router;
 use super::shared::Shared;
 use super::spool::TempSpace;
+use super::stats::{bump, Stats};
 use crate::protocol::cgi_response::{reason_phrase, write_reply_head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
@@ -53,24 +53,6 @@ impl Limits {
     pub fn params_budgets(max_params_bytes: usize) -> (usize, usize) {
         let per_conn = max_params_bytes.saturating_mul(PARAMS_PER_CONN);
         (per_conn, per_conn.max(PARAMS_PER_PROCESS))
-    }
-}
-
-/// Process-wide counters (atomics: read from any thread, never locked).
-#[derive(Default)]
-pub struct Stats {
-    pub accepted_conns: AtomicU64,
-    pub active_conns: AtomicU64,
-    pub requests: AtomicU64,
-    pub aborted_requests: AtomicU64,
-    pub protocol_errors: AtomicU64,
-    pub refused_overload: AtomicU64,
-    pub slow_requests: AtomicU64,
-}
-
-impl Stats {
-    pub fn add(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -161,7 +143,7 @@ impl Ctx {
         let Some(e) = entry else { return };
         let took = self.now.saturating_duration_since(e.begun);
         if self.slow_threshold.is_some_and(|t| took > t) {
-            Stats::add(&self.stats.slow_requests);
+            bump(&self.stats.slow_requests);
             log::info!(
                 "slow request: {} {} took {} ms (status {})",
                 e.method,
@@ -213,7 +195,6 @@ impl Ctx {
             // Abort first: dropping the unrun response must not wait.
             shared.abort();
             drop(job);
-            Stats::add(&self.stats.refused_overload);
             return Err(Refusal {
                 status: 503,
                 retry_after: true,
@@ -236,7 +217,7 @@ impl Ctx {
 
     /// Logs one line about a misbehaving client, at most a few a second.
     pub fn warn_client(&mut self, peer: &str, what: &dyn std::fmt::Display) {
-        Stats::add(&self.stats.protocol_errors);
+        bump(&self.stats.protocol_errors);
         if let Some(suppressed) = self.warnings.allow(self.now) {
             if suppressed > 0 {
                 log::warn!("{suppressed} more client errors not logged");

@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use super::conn::{CloseReason, Conn, ConnState};
-use super::context::{Ctx, Stats};
+use super::context::Ctx;
 use super::listener::Listener;
 use super::message::Message;
 use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
 use super::signals::{Signal, Signals};
 use super::slab::Slab;
+use super::stats::{bump, drop_one, Stats};
 use super::timer::{Entry, Timers};
 use super::waker::Waker;
 
@@ -275,8 +276,8 @@ impl EventLoop {
         }
         self.conns
             .insert(Conn::new(stream, id, protocol, self.ctx.now));
-        Stats::add(&self.ctx.stats.accepted_conns);
-        Stats::add(&self.ctx.stats.active_conns);
+        bump(&self.ctx.stats.accepted_conns);
+        bump(&self.ctx.stats.active_conns);
         self.touch(id.token);
     }
 
@@ -444,10 +445,7 @@ impl EventLoop {
             }
             CloseReason::PeerClosed => {}
         }
-        self.ctx
-            .stats
-            .active_conns
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        drop_one(&self.ctx.stats.active_conns);
         if self.run == Run::Serving && self.accept_resume.is_none() {
             self.set_accepting(true);
         }

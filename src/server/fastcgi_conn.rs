@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
-use super::context::{Ctx, Limits, Refusal, Stats};
+use super::context::{Ctx, Limits, Refusal};
 use super::message::{End, ReqRef};
 use super::shared::{Input, Pushed, Shared};
+use super::stats::bump;
 use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::{
     self as fcgi, Decoder, Event, ProtocolStatus, RecordType, Role, Stream,
@@ -351,7 +352,7 @@ impl FcgiConn {
             return;
         };
         release(io, &req.phase);
-        Stats::add(&ctx.stats.aborted_requests);
+        bump(&ctx.stats.aborted_requests);
         end_request(ctx, io, id, req, 0, CLIENT_GONE);
     }
 
@@ -409,7 +410,7 @@ impl FcgiConn {
                 continue;
             };
             shared.abort();
-            Stats::add(&ctx.stats.aborted_requests);
+            bump(&ctx.stats.aborted_requests);
             let queue = shared.queue_time();
             ctx.log_end(with_status(req.log, CLIENT_GONE), peer, queue);
         }
@@ -462,7 +463,7 @@ impl FcgiConn {
     /// Aborts a running request past a deadline: answered with `status`
     /// if nothing went out yet, else cut short.
     fn cut(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, status: u16) {
-        Stats::add(&ctx.stats.aborted_requests);
+        bump(&ctx.stats.aborted_requests);
         let head_sent = self.reqs.get(&id).is_some_and(|r| {
             matches!(
                 r.phase,
@@ -554,7 +555,10 @@ fn end_request(
         ProtocolStatus::RequestComplete,
     );
     io.ended += 1;
-    Stats::add(&ctx.stats.requests);
+    bump(&ctx.stats.requests);
+    ctx.stats
+        .latency
+        .observe(ctx.now.saturating_duration_since(req.begun));
     if !req.keep_conn {
         io.out.close_after = true;
     }
@@ -572,6 +576,7 @@ fn refuse(ctx: &mut Ctx, io: &mut ConnIo, id: u16, mut req: FcgiReq, refusal: Re
     }
     fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &refusal.encode());
     let status = refusal.status;
+    ctx.stats.count_refusal(status);
     if let Some(e) = req.log.as_mut() {
         e.status = status;
     }

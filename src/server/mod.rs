@@ -30,6 +30,7 @@ mod shared;
 mod signals;
 mod slab;
 pub mod spool;
+mod stats;
 mod timer;
 mod waker;
 
@@ -37,10 +38,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use self::context::Stats;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
 pub use self::router::{Handler, Router};
+pub use self::stats::{Histogram, Stats, BUCKETS_US};
 
 use self::access_log::AccessLog;
 use self::context::{Ctx, Limits};
@@ -115,9 +116,11 @@ impl ServerBuilder {
         write_pidfile(cfg.pidfile.as_deref())?;
         let janitor = spawn_janitor(&cfg, &listeners)?;
         privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref())?;
-        let waker = Arc::new(Waker::new().map_err(|e| Error::new(format!("eventfd: {e}")))?);
+        let stats = Arc::new(Stats::started_now());
+        let waker = Waker::new(stats.clone()).map_err(|e| Error::new(format!("eventfd: {e}")))?;
+        let waker = Arc::new(waker);
         let (sender, rx) = message::channel(waker.clone());
-        let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue);
+        let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue, stats.clone());
         let specs = listeners.iter().map(|l| l.spec.clone()).collect();
         let mut ctx = Ctx::new(
             limits(&cfg),
@@ -125,6 +128,7 @@ impl ServerBuilder {
             pool,
             sender,
         );
+        ctx.stats = stats;
         ctx.access_log = open_access_log(&cfg)?;
         ctx.slow_threshold = cfg.slow_threshold;
         let temp_dir = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);

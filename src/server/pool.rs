@@ -10,7 +10,7 @@
 //! [`IDLE_EXIT`].
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use super::request::Request;
 use super::response::Response;
 use super::router::Handler;
+use super::stats::{bump, Stats};
 
 /// How long a surplus worker idles before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
@@ -32,21 +33,12 @@ pub struct Job {
     pub resp: Response,
 }
 
-/// Live counts, read by the status page and tests.
-#[derive(Default)]
-pub struct PoolStats {
-    pub total: AtomicUsize,
-    pub idle: AtomicUsize,
-    /// The most threads ever alive at once.
-    pub max_reached: AtomicUsize,
-}
-
 pub struct Pool {
     tx: Sender<Job>,
     rx: Receiver<Job>,
     min: usize,
     max: usize,
-    pub stats: Arc<PoolStats>,
+    stats: Arc<Stats>,
     clock: Arc<QueueClock>,
 }
 
@@ -78,7 +70,7 @@ impl QueueClock {
 }
 
 impl Pool {
-    pub fn new(min: usize, max: usize, queue: usize) -> Pool {
+    pub fn new(min: usize, max: usize, queue: usize, stats: Arc<Stats>) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
         let clock = QueueClock {
             epoch: Instant::now(),
@@ -91,7 +83,7 @@ impl Pool {
             rx,
             min: min.max(1),
             max: max.max(min).max(1),
-            stats: Arc::default(),
+            stats,
             clock: Arc::new(clock),
         };
         for _ in 0..pool.min {
@@ -109,6 +101,7 @@ impl Pool {
                 let slot = (seq % c.stamps.len() as u64) as usize;
                 c.stamps[slot].store(c.nanos(now), Ordering::Release);
                 c.submitted.store(seq + 1, Ordering::Release);
+                self.stats.queued();
                 Ok(())
             }
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(Box::new(job)),
@@ -119,10 +112,10 @@ impl Pool {
     /// oldest queued job will have waited [`GROW_AFTER`], if the pool could
     /// grow for it.
     pub fn next_check(&self) -> Option<Instant> {
-        if self.stats.total.load(Ordering::Acquire) >= self.max {
+        if self.threads() >= self.max {
             return None;
         }
-        if self.tx.len() <= self.stats.idle.load(Ordering::Acquire) {
+        if self.tx.len() as u64 <= self.stats.threads_idle.load(Ordering::Acquire) {
             return None;
         }
         self.clock.oldest().map(|t| t + GROW_AFTER)
@@ -133,20 +126,25 @@ impl Pool {
         if self.next_check().is_none_or(|t| t > now) {
             return;
         }
-        let room = self
-            .max
-            .saturating_sub(self.stats.total.load(Ordering::Acquire));
+        let room = self.max.saturating_sub(self.threads());
         for _ in 0..self.tx.len().min(room) {
             self.spawn();
         }
     }
 
+    /// Worker threads alive now.
+    fn threads(&self) -> usize {
+        self.stats.threads_total.load(Ordering::Acquire) as usize
+    }
+
     fn spawn(&self) {
-        let total = self.stats.total.fetch_add(1, Ordering::AcqRel) + 1;
-        self.stats.max_reached.fetch_max(total, Ordering::Relaxed);
+        let total = self.stats.threads_total.fetch_add(1, Ordering::AcqRel) + 1;
+        self.stats
+            .threads_max_reached
+            .fetch_max(total, Ordering::Relaxed);
         // Idle from now: a thread still starting will take a queued job, so
         // `maintain` must not start another for it.
-        self.stats.idle.fetch_add(1, Ordering::AcqRel);
+        self.stats.threads_idle.fetch_add(1, Ordering::AcqRel);
         let worker = Worker {
             rx: self.rx.clone(),
             min: self.min,
@@ -158,8 +156,8 @@ impl Pool {
             .stack_size(512 * 1024)
             .spawn(move || worker.run());
         if let Err(e) = spawned {
-            self.stats.total.fetch_sub(1, Ordering::AcqRel);
-            self.stats.idle.fetch_sub(1, Ordering::AcqRel);
+            self.stats.threads_total.fetch_sub(1, Ordering::AcqRel);
+            self.stats.threads_idle.fetch_sub(1, Ordering::AcqRel);
             log::error!("cannot start a worker thread: {e}");
         }
     }
@@ -168,7 +166,7 @@ impl Pool {
 struct Worker {
     rx: Receiver<Job>,
     min: usize,
-    stats: Arc<PoolStats>,
+    stats: Arc<Stats>,
     clock: Arc<QueueClock>,
 }
 
@@ -178,26 +176,27 @@ impl Worker {
     fn run(self) {
         loop {
             let got = self.rx.recv_timeout(IDLE_EXIT);
-            self.stats.idle.fetch_sub(1, Ordering::AcqRel);
+            self.stats.threads_idle.fetch_sub(1, Ordering::AcqRel);
             match got {
                 Ok(job) => {
                     self.clock.picked.fetch_add(1, Ordering::AcqRel);
-                    run_job(job)
+                    bump(&self.stats.queue_picked);
+                    run_job(job, &self.stats)
                 }
                 Err(RecvTimeoutError::Timeout) if self.retire() => return,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            self.stats.idle.fetch_add(1, Ordering::AcqRel);
+            self.stats.threads_idle.fetch_add(1, Ordering::AcqRel);
         }
-        self.stats.total.fetch_sub(1, Ordering::AcqRel);
+        self.stats.threads_total.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Leaves the pool if it is above its minimum.
     fn retire(&self) -> bool {
-        let total = &self.stats.total;
+        let total = &self.stats.threads_total;
         let mut n = total.load(Ordering::Acquire);
-        while n > self.min {
+        while n > self.min as u64 {
             match total.compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return true,
                 Err(now) => n = now,
@@ -207,13 +206,16 @@ impl Worker {
     }
 }
 
-fn run_job(job: Job) {
+fn run_job(job: Job, stats: &Stats) {
     let Job {
         handler,
         mut req,
         mut resp,
     } = job;
     req.shared().mark_started();
+    if let Some(waited) = req.shared().queue_time() {
+        stats.queue_wait.observe(waited);
+    }
     let result = catch_unwind(AssertUnwindSafe(|| handler.handle(&mut req, &mut resp)));
     drop(req);
     let result = result.unwrap_or_else(|_| Err(std::io::Error::other("handler panicked")));

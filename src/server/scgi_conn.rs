@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
-use super::context::{Ctx, Limits, Refusal, Stats};
+use super::context::{Ctx, Limits, Refusal};
 use super::message::{End, ReqRef};
 use super::shared::{Input, Pushed, Shared};
+use super::stats::bump;
 use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::scgi::{self, Header};
@@ -184,6 +185,7 @@ impl ScgiConn {
             io.abort(shared);
         }
         io.out.buf.extend_from_slice(&refusal.encode());
+        ctx.stats.count_refusal(refusal.status);
         self.set_status(refusal.status, true);
         self.finish(ctx, io);
     }
@@ -196,13 +198,19 @@ impl ScgiConn {
 
     fn finish(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
         let queue = match &self.phase {
-            Phase::Running { shared, .. } => shared.queue_time(),
+            Phase::Running {
+                shared, dispatched, ..
+            } => {
+                let took = ctx.now.saturating_duration_since(*dispatched);
+                ctx.stats.latency.observe(took);
+                shared.queue_time()
+            }
             _ => None,
         };
         self.phase = Phase::Done;
         io.ended += 1;
         io.out.close_after = true;
-        Stats::add(&ctx.stats.requests);
+        bump(&ctx.stats.requests);
         ctx.log_end(self.log.take(), &io.peer, queue);
     }
 
@@ -242,7 +250,7 @@ impl ScgiConn {
         self.release_header(ctx);
         if let Phase::Running { shared, .. } = &self.phase {
             shared.abort();
-            Stats::add(&ctx.stats.aborted_requests);
+            bump(&ctx.stats.aborted_requests);
             let queue = shared.queue_time();
             self.set_status(499, false);
             ctx.log_end(self.log.take(), peer, queue);
@@ -302,7 +310,7 @@ impl ScgiConn {
             ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
             (408, what)
         };
-        Stats::add(&ctx.stats.aborted_requests);
+        bump(&ctx.stats.aborted_requests);
         if head_sent {
             self.set_status(status, false);
             return Err(CloseReason::Timeout(what));

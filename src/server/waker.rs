@@ -8,26 +8,29 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use super::stats::{bump, Stats};
 
 /// A cross-thread wakeup for the loop; shared through an `Arc`.
 pub struct Waker {
     fd: EventFd,
     pending: AtomicBool,
-    /// How many times the eventfd was written (for the status page and
-    /// benchmarks: wakeups per request).
-    wakeups: AtomicU64,
+    /// Counts the eventfd writes (`wakeups`: per request, a cost the status
+    /// page and benchmarks show).
+    stats: Arc<Stats>,
 }
 
 impl Waker {
-    pub fn new() -> io::Result<Waker> {
+    pub fn new(stats: Arc<Stats>) -> io::Result<Waker> {
         let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         Ok(Waker {
             fd,
             pending: AtomicBool::new(false),
-            wakeups: AtomicU64::new(0),
+            stats,
         })
     }
 
@@ -36,7 +39,7 @@ impl Waker {
         if self.pending.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.wakeups.fetch_add(1, Ordering::Relaxed);
+        bump(&self.stats.wakeups);
         // EAGAIN means the counter is saturated: the loop is woken anyway.
         let _ = self.fd.write(1);
     }
@@ -58,7 +61,7 @@ impl Waker {
     /// Eventfd writes so far.
     #[cfg(test)]
     pub fn wakeups(&self) -> u64 {
-        self.wakeups.load(Ordering::Relaxed)
+        self.stats.wakeups.load(Ordering::Relaxed)
     }
 }
 
@@ -68,7 +71,7 @@ mod tests {
 
     #[test]
     fn many_wakes_before_a_reset_write_once() {
-        let w = Waker::new().unwrap();
+        let w = Waker::new(Arc::default()).unwrap();
         for _ in 0..10 {
             w.wake();
         }
