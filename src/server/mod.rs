@@ -75,13 +75,30 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Builds a [`Server`]: listeners, handlers, limits.
-#[derive(Default)]
 pub struct ServerBuilder {
     config: Config,
     router: Router,
+    /// Made with the builder, so handlers built before the server (the
+    /// `status` app) can read it.
+    stats: Arc<Stats>,
+}
+
+impl Default for ServerBuilder {
+    fn default() -> Self {
+        ServerBuilder {
+            config: Config::default(),
+            router: Router::default(),
+            stats: Arc::new(Stats::started_now()),
+        }
+    }
 }
 
 impl ServerBuilder {
+    /// The counters the server will keep, for a handler that reports them.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
     /// Takes every limit and listener from a configuration (mounts of
     /// built-in apps are added by [`serve`], not here).
     pub fn config(&mut self, config: Config) -> &mut Self {
@@ -116,7 +133,8 @@ impl ServerBuilder {
         write_pidfile(cfg.pidfile.as_deref())?;
         let janitor = spawn_janitor(&cfg, &listeners)?;
         privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref())?;
-        let stats = Arc::new(Stats::started_now());
+        let stats = Arc::clone(&self.stats);
+        stats.mark_started();
         let waker = Waker::new(stats.clone()).map_err(|e| Error::new(format!("eventfd: {e}")))?;
         let waker = Arc::new(waker);
         let (sender, rx) = message::channel(waker.clone());

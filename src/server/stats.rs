@@ -98,11 +98,16 @@ impl Stats {
     /// A block with `start_time` set to now.
     pub fn started_now() -> Stats {
         let stats = Stats::default();
+        stats.mark_started();
+        stats
+    }
+
+    /// Sets `start_time` to now (the server starts serving).
+    pub fn mark_started(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        stats.start_time.store(now, Ordering::Relaxed);
-        stats
+        self.start_time.store(now, Ordering::Relaxed);
     }
 
     /// Requests waiting for a worker now.
