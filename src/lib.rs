@@ -32,5 +32,7 @@ pub mod protocol;
 pub mod server;
 pub mod spec;
 
-pub use server::{Handler, Request, Response, Server, ServerBuilder};
+pub use server::{
+    AsyncHandler, Handler, LoopHandle, Reply, Request, Response, Server, ServerBuilder, TimerHandle,
+};
 pub use spec::ListenSpec;

@@ -2,15 +2,18 @@
 //! limits, the mount table, the pool, the sender for responses, counters,
 //! and the dispatch of a complete request head to a worker.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access_log::{AccessLog, Entry};
-use super::message::{ConnId, LoopSender, ReqRef};
+use super::event_loop::SLOW_ON_LOOP;
+use super::message::{ConnId, LoopHandle, LoopSender, ReqRef};
 use super::pool::{Job, Pool};
+use super::reply::Reply;
 use super::request::{routing_path, Request};
 use super::response::Response;
-use super::router::Router;
+use super::router::{AsyncHandler, Route, Router};
 use super::shared::Shared;
 use super::spool::TempSpace;
 use super::stats::{bump, Stats};
@@ -167,25 +170,21 @@ impl Ctx {
         params: Params,
     ) -> Result<Arc<Shared>, Refusal> {
         let path = routing_path(&params);
-        let handler = self.router.route(&path).ok_or(Refusal::new(404))?.clone();
+        let (prefix, route) = self.router.route(&path).ok_or(Refusal::new(404))?;
         let declared = declared_length(&params).ok_or(Refusal::new(400))?;
         if self.limits.max_body_bytes > 0
             && declared.is_some_and(|n| n > self.limits.max_body_bytes)
         {
             return Err(Refusal::new(413));
         }
-        self.next_key += 1;
-        let req = ReqRef {
-            conn,
-            fcgi_id,
-            key: self.next_key,
+        let handler = match route {
+            Route::Pool(h) => Arc::clone(h),
+            Route::Loop(h) => {
+                let async_route = (prefix.to_string(), Arc::clone(h));
+                return Ok(self.dispatch_async(conn, fcgi_id, role, params, path, async_route));
+            }
         };
-        let shared = Arc::new(Shared::new(
-            req,
-            role,
-            self.sender.clone(),
-            Arc::clone(&self.temp),
-        ));
+        let shared = self.new_shared(conn, fcgi_id, role);
         let job = Job {
             handler,
             req: Request::new(params, path, role, shared.clone()),
@@ -203,6 +202,59 @@ impl Ctx {
         Ok(shared)
     }
 
+    /// The per-request state shared with whoever answers it.
+    fn new_shared(&mut self, conn: ConnId, fcgi_id: u16, role: Role) -> Arc<Shared> {
+        self.next_key += 1;
+        let req = ReqRef {
+            conn,
+            fcgi_id,
+            key: self.next_key,
+        };
+        Arc::new(Shared::new(
+            req,
+            role,
+            self.sender.clone(),
+            Arc::clone(&self.temp),
+        ))
+    }
+
+    /// An async route: the call waits in the request's state until the
+    /// input has ended (at once for a request with none).
+    fn dispatch_async(
+        &mut self,
+        conn: ConnId,
+        fcgi_id: u16,
+        role: Role,
+        params: Params,
+        path: String,
+        (prefix, handler): (String, Arc<dyn AsyncHandler>),
+    ) -> Arc<Shared> {
+        let shared = self.new_shared(conn, fcgi_id, role);
+        let req = Request::new(params, path, role, shared.clone());
+        let handle = LoopHandle::new(self.sender.clone());
+        let reply = Reply::new(shared.clone(), handle, self.stats.clone());
+        shared.set_start(prefix, Box::new(move || handler.call(req, reply)));
+        self.start_if_ready(&shared);
+        shared
+    }
+
+    /// Calls a request's async handler once its input has ended; a call
+    /// that holds the loop too long is logged with its route.
+    pub fn start_if_ready(&mut self, shared: &Shared) {
+        let Some((route, call)) = shared.take_start_if_ready() else {
+            return;
+        };
+        let started = Instant::now();
+        if catch_unwind(AssertUnwindSafe(call)).is_err() {
+            log::error!("the async handler of {route} panicked");
+        }
+        let took = started.elapsed();
+        if took > SLOW_ON_LOOP {
+            let what = format_args!("the async handler of {route} ran {} ms", took.as_millis());
+            self.warn_slow_on_loop(&what);
+        }
+    }
+
     /// Moves the process's count of params in progress from `before` to
     /// `after` bytes held by one request; true while within the budget.
     pub fn hold_params(&mut self, before: usize, after: usize) -> bool {
@@ -213,6 +265,17 @@ impl Ctx {
     /// Whether a new request's params could be gathered at all.
     pub fn params_room(&self) -> bool {
         self.params_held < self.limits.params_per_process
+    }
+
+    /// Logs that code on the loop thread blocked it (rate-limited, as
+    /// client warnings are, but not counted as a protocol error).
+    pub fn warn_slow_on_loop(&mut self, what: &dyn std::fmt::Display) {
+        if let Some(suppressed) = self.warnings.allow(self.now) {
+            if suppressed > 0 {
+                log::warn!("{suppressed} more warnings not logged");
+            }
+            log::warn!("{what}: async code must never block the loop");
+        }
     }
 
     /// Logs one line about a misbehaving client, at most a few a second.

@@ -17,13 +17,13 @@ use crossbeam_channel::Receiver;
 use super::conn::{CloseReason, Conn, ConnState};
 use super::context::Ctx;
 use super::listener::Listener;
-use super::message::Message;
+use super::message::{Message, Task};
 use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
 use super::signals::{Signal, Signals};
 use super::slab::Slab;
 use super::stats::{bump, drop_one, Stats};
-use super::timer::{Entry, Timers};
+use super::timer::{Callbacks, Entry, Timers};
 use super::waker::Waker;
 
 const WAKER: Token = Token(usize::MAX);
@@ -33,6 +33,9 @@ const LISTENER_BASE: usize = usize::MAX - 1024;
 const SCRATCH: usize = 64 * 1024;
 /// Accepting pauses this long after the process ran out of fds.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// A closure or async handler that holds the loop longer than this is
+/// logged: every connection waited for it.
+pub const SLOW_ON_LOOP: Duration = Duration::from_millis(50);
 
 /// Where the process is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +57,8 @@ pub struct EventLoop {
     accept_starved: bool,
     conns: Slab,
     timers: Timers,
+    /// Closures due later (`LoopHandle::after`).
+    callbacks: Callbacks,
     ctx: Ctx,
     rx: Receiver<Message>,
     waker: Arc<Waker>,
@@ -96,6 +101,7 @@ impl EventLoop {
             accept_starved: false,
             conns: Slab::default(),
             timers: Timers::default(),
+            callbacks: Callbacks::default(),
             ctx,
             rx,
             waker,
@@ -112,6 +118,11 @@ impl EventLoop {
     /// The process-wide counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.ctx.stats.clone()
+    }
+
+    /// Runs closures on this loop from any thread.
+    pub fn loop_handle(&self) -> super::message::LoopHandle {
+        super::message::LoopHandle::new(self.ctx.sender.clone())
     }
 
     /// Runs until a signal stops the process.
@@ -145,7 +156,8 @@ impl EventLoop {
     fn next_timeout(&self) -> Option<Duration> {
         let mut next = self.timers.next();
         let grow = self.ctx.pool.next_check();
-        for t in [self.accept_resume, self.drain_deadline(), grow]
+        let later = self.callbacks.next();
+        for t in [self.accept_resume, self.drain_deadline(), grow, later]
             .into_iter()
             .flatten()
         {
@@ -321,7 +333,23 @@ impl EventLoop {
                     }
                 }
                 Message::Resume { req } => self.resume(req.conn),
+                Message::Run(task) => self.run_task(task),
+                Message::After { id, when, task } => self.callbacks.push(id, when, task),
+                Message::Cancel { id } => self.callbacks.cancel(id),
             }
+        }
+    }
+
+    /// Runs a posted closure; a panic in it is logged, never the loop's end.
+    fn run_task(&mut self, task: Task) {
+        let started = Instant::now();
+        if catch_unwind(AssertUnwindSafe(task)).is_err() {
+            log::error!("a closure posted to the loop panicked");
+        }
+        let took = started.elapsed();
+        if took > SLOW_ON_LOOP {
+            let what = format_args!("a closure posted to the loop ran {} ms", took.as_millis());
+            self.ctx.warn_slow_on_loop(&what);
         }
     }
 
@@ -342,6 +370,9 @@ impl EventLoop {
     fn expire_timers(&mut self) {
         let now = self.ctx.now;
         self.ctx.pool.maintain(now);
+        while let Some(task) = self.callbacks.pop_due(now) {
+            self.run_task(task);
+        }
         if self.accept_resume.is_some_and(|t| t <= now) {
             self.accept_resume = None;
             if self.run == Run::Serving {

@@ -321,10 +321,13 @@ impl FcgiConn {
         // Alone on the connection, a request may pause it; sharing it, its
         // body spools rather than hold up its siblings.
         let pushed = shared.push(which, data, io.spill_to(ctx, !alone).as_ref());
-        match pushed {
-            Pushed::Queued => {}
-            Pushed::Pause => io.paused_by += 1,
-            Pushed::Refuse(status) => self.refuse_any(ctx, io, id, refusal(status)),
+        if let Pushed::Refuse(status) = pushed {
+            return self.refuse_any(ctx, io, id, refusal(status));
+        }
+        io.paused_by += usize::from(pushed == Pushed::Pause);
+        if data.is_empty() {
+            // The end of a stream: an async handler may start now.
+            ctx.start_if_ready(shared);
         }
     }
 

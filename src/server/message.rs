@@ -4,7 +4,9 @@
 //! through one channel, and the [`Waker`] makes the loop drain it, once per
 //! batch of messages.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
@@ -53,7 +55,17 @@ pub enum Message {
     /// A request's handler read its body below the low-water mark: the
     /// connection may be read again.
     Resume { req: ReqRef },
+    /// A closure to run on the loop thread ([`LoopHandle::post`]).
+    Run(Task),
+    /// A closure to run on the loop thread at `when`, unless cancelled
+    /// first ([`LoopHandle::after`]).
+    After { id: u64, when: Instant, task: Task },
+    /// Forget the closure of timer `id` now ([`TimerHandle::cancel`]).
+    Cancel { id: u64 },
 }
+
+/// Work for the loop thread.
+pub type Task = Box<dyn FnOnce() + Send>;
 
 /// The sending half, cloned into every request.
 #[derive(Clone)]
@@ -69,6 +81,67 @@ impl LoopSender {
         // nobody to deliver to, which is fine.
         let _ = self.tx.send(msg);
         self.waker.wake();
+    }
+}
+
+/// A handle on the event loop that any thread may hold: it runs closures
+/// on the loop thread, now or later. Closures run between two waits of the
+/// loop and must not block (every connection waits while one runs); a
+/// batch of posts costs one wakeup.
+#[derive(Clone)]
+pub struct LoopHandle {
+    sender: LoopSender,
+}
+
+/// Timer ids, unique in the process (so a handle can cancel its timer
+/// before the loop has even seen it).
+static NEXT_TIMER: AtomicU64 = AtomicU64::new(1);
+
+impl LoopHandle {
+    pub(crate) fn new(sender: LoopSender) -> LoopHandle {
+        LoopHandle { sender }
+    }
+
+    /// Runs `task` on the loop thread, soon.
+    pub fn post(&self, task: impl FnOnce() + Send + 'static) {
+        self.sender.send(Message::Run(Box::new(task)));
+    }
+
+    /// Runs `task` on the loop thread once `delay` has passed, unless the
+    /// returned handle cancels it first.
+    pub fn after(&self, delay: Duration, task: impl FnOnce() + Send + 'static) -> TimerHandle {
+        let id = NEXT_TIMER.fetch_add(1, Ordering::Relaxed);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cancelled);
+        let task = Box::new(move || {
+            if !flag.load(Ordering::Acquire) {
+                task();
+            }
+        });
+        let when = Instant::now() + delay;
+        self.sender.send(Message::After { id, when, task });
+        TimerHandle {
+            id,
+            cancelled,
+            sender: self.sender.clone(),
+        }
+    }
+}
+
+/// A timer set by [`LoopHandle::after`].
+pub struct TimerHandle {
+    id: u64,
+    cancelled: Arc<AtomicBool>,
+    sender: LoopSender,
+}
+
+impl TimerHandle {
+    /// The closure will not run (if it has not run yet), and the loop
+    /// drops it at once.
+    pub fn cancel(&self) {
+        if !self.cancelled.swap(true, Ordering::AcqRel) {
+            self.sender.send(Message::Cancel { id: self.id });
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod peer_filter;
 pub mod poller;
 mod pool;
 pub(crate) mod privileges;
+mod reply;
 mod request;
 mod response;
 mod router;
@@ -38,9 +39,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use self::message::{LoopHandle, TimerHandle};
+pub use self::reply::Reply;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
-pub use self::router::{Handler, Router};
+pub use self::router::{AsyncHandler, Handler, Route, Router};
 pub use self::stats::{Histogram, Stats, BUCKETS_US};
 
 use self::access_log::AccessLog;
@@ -114,13 +117,26 @@ impl ServerBuilder {
 
     /// Mounts a synchronous handler at a path prefix.
     pub fn mount<H: Handler>(&mut self, prefix: &str, handler: H) -> &mut Self {
-        self.router.mount(prefix, Arc::new(handler));
+        self.router.mount(prefix, Route::Pool(Arc::new(handler)));
         self
     }
 
     /// Mounts an already shared handler.
     pub fn mount_shared(&mut self, prefix: &str, handler: Arc<dyn Handler>) -> &mut Self {
-        self.router.mount(prefix, handler);
+        self.router.mount(prefix, Route::Pool(handler));
+        self
+    }
+
+    /// Mounts an asynchronous handler, called on the event loop (see
+    /// [`AsyncHandler`]: it must never block).
+    pub fn mount_async<H: AsyncHandler>(&mut self, prefix: &str, handler: H) -> &mut Self {
+        self.router.mount(prefix, Route::Loop(Arc::new(handler)));
+        self
+    }
+
+    /// Mounts a route of either kind.
+    pub fn mount_route(&mut self, prefix: &str, route: Route) -> &mut Self {
+        self.router.mount(prefix, route);
         self
     }
 
@@ -190,6 +206,12 @@ impl Server {
     /// Live counters.
     pub fn stats(&self) -> Arc<Stats> {
         self.event_loop.stats()
+    }
+
+    /// A handle on the server's event loop, for any thread: `post` runs a
+    /// closure on the loop, `after` schedules one.
+    pub fn loop_handle(&self) -> LoopHandle {
+        self.event_loop.loop_handle()
     }
 
     /// Serves until TERM/INT (graceful) or QUIT (at once).

@@ -1,4 +1,6 @@
-//! Handlers and the mount table that picks one for a request path.
+//! Handlers and the mount table that picks one for a request path. A route
+//! is of one of two kinds: a synchronous [`Handler`], run on a worker
+//! thread, or an [`AsyncHandler`], called on the event loop itself.
 //!
 //! Prefixes match whole path segments (`/echo` matches `/echo` and
 //! `/echo/x`, not `/echoes`); the longest matching prefix wins.
@@ -6,6 +8,7 @@
 use std::io;
 use std::sync::Arc;
 
+use super::reply::Reply;
 use super::request::Request;
 use super::response::Response;
 
@@ -33,28 +36,70 @@ where
     }
 }
 
+/// An asynchronous handler: called on the event loop thread once the
+/// request's input has ended (its body is all there: reading it never
+/// blocks). It answers through the [`Reply`] at once, or keeps the reply
+/// and answers later, from any thread, holding no thread meanwhile.
+///
+/// **It must never block**: while it runs, every connection waits. A call
+/// that holds the loop longer than 50 ms is logged with its route. Work
+/// that blocks belongs in a synchronous [`Handler`].
+///
+/// Any `Fn(Request, Reply)` is one:
+///
+/// ```
+/// use fastgate::{Reply, Request};
+/// let at_once = |_req: Request, mut reply: Reply| {
+///     let _ = reply.write(b"now\n");
+///     reply.finish();
+/// };
+/// # fn is_async<H: fastgate::AsyncHandler>(_: &H) {}
+/// # is_async(&at_once);
+/// ```
+pub trait AsyncHandler: Send + Sync + 'static {
+    fn call(&self, req: Request, reply: Reply);
+}
+
+impl<F> AsyncHandler for F
+where
+    F: Fn(Request, Reply) + Send + Sync + 'static,
+{
+    fn call(&self, req: Request, reply: Reply) {
+        self(req, reply)
+    }
+}
+
+/// What a mount runs a request with.
+#[derive(Clone)]
+pub enum Route {
+    /// A worker thread runs it.
+    Pool(Arc<dyn Handler>),
+    /// The loop calls it.
+    Loop(Arc<dyn AsyncHandler>),
+}
+
 /// Mounted handlers, longest prefix first.
 #[derive(Default, Clone)]
 pub struct Router {
-    mounts: Vec<(String, Arc<dyn Handler>)>,
+    mounts: Vec<(String, Route)>,
 }
 
 impl Router {
-    /// Mounts `handler` at `prefix` (a trailing `/` is ignored); a later
+    /// Mounts `route` at `prefix` (a trailing `/` is ignored); a later
     /// mount at the same prefix replaces the earlier one.
-    pub fn mount(&mut self, prefix: &str, handler: Arc<dyn Handler>) {
+    pub fn mount(&mut self, prefix: &str, route: Route) {
         let prefix = normalise(prefix);
         self.mounts.retain(|(p, _)| *p != prefix);
-        self.mounts.push((prefix, handler));
+        self.mounts.push((prefix, route));
         self.mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
     }
 
-    /// The handler for `path`, if any prefix matches.
-    pub fn route(&self, path: &str) -> Option<&Arc<dyn Handler>> {
+    /// The mount prefix and route for `path`, if any prefix matches.
+    pub fn route(&self, path: &str) -> Option<(&str, &Route)> {
         self.mounts
             .iter()
             .find(|(p, _)| matches(p, path))
-            .map(|(_, h)| h)
+            .map(|(p, r)| (p.as_str(), r))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -92,11 +137,11 @@ fn matches(prefix: &str, path: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn named(n: u16) -> Arc<dyn Handler> {
-        Arc::new(move |_: &mut Request, r: &mut Response| {
+    fn named(n: u16) -> Route {
+        Route::Pool(Arc::new(move |_: &mut Request, r: &mut Response| {
             r.set_status(n);
             Ok(())
-        })
+        }))
     }
 
     #[test]
@@ -107,9 +152,8 @@ mod tests {
         let hit = |p: &str| r.route(p).is_some();
         assert!(hit("/echo") && hit("/echo/x") && hit("/echo/deep/x"));
         assert!(!hit("/echoes") && !hit("/") && !hit("/ech"));
-        let a = r.route("/echo/deep/x").unwrap();
-        let b = r.route("/echo/x").unwrap();
-        assert!(!Arc::ptr_eq(a, b), "longest prefix wins");
+        assert_eq!(r.route("/echo/deep/x").unwrap().0, "/echo/deep");
+        assert_eq!(r.route("/echo/x").unwrap().0, "/echo");
         r.mount("/", named(3));
         assert!(r.route("/echoes").is_some());
     }

@@ -97,6 +97,8 @@ impl ScgiConn {
         }
         if *remaining == 0 && !matches!(pushed[0], Pushed::Refuse(_)) {
             pushed[1] = shared.push(Input::Stdin, &[], spill.as_ref());
+            // The end of the body: an async handler may start now.
+            ctx.start_if_ready(shared);
         }
         for p in pushed {
             match p {

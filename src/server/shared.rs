@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::message::{LoopSender, Message, ReqRef};
+use super::message::{LoopSender, Message, ReqRef, Task};
 use super::spool::{is_no_space, SpoolFile, TempSpace};
 use crate::protocol::fastcgi::Role;
 
@@ -131,6 +131,20 @@ pub struct Shared {
     input_cv: Condvar,
     output: Mutex<usize>,
     output_cv: Condvar,
+    /// Async requests only: closures posted to the loop when the request
+    /// is aborted, and when its unwritten output falls back under
+    /// [`OUTPUT_HIGH`].
+    hooks: Mutex<Hooks>,
+}
+
+/// What an async handler asked to hear about.
+#[derive(Default)]
+struct Hooks {
+    /// The call of the handler (and its route, for the log), until the
+    /// input has ended.
+    start: Option<(String, Task)>,
+    on_abort: Vec<Task>,
+    on_writable: Vec<Task>,
 }
 
 /// Locks, recovering from a poisoned mutex: the state stays consistent
@@ -165,6 +179,7 @@ impl Shared {
             input_cv: Condvar::new(),
             output: Mutex::new(0),
             output_cv: Condvar::new(),
+            hooks: Mutex::default(),
         }
     }
 
@@ -253,8 +268,22 @@ impl Shared {
             std::mem::replace(&mut st.paused, false)
         };
         self.input_cv.notify_all();
-        let _guard = lock(&self.output);
-        self.output_cv.notify_all();
+        {
+            let _guard = lock(&self.output);
+            self.output_cv.notify_all();
+        }
+        // An async call that never started is dropped here (its reply
+        // holds this state: kept, the two would never be freed).
+        let (start, hooks) = {
+            let mut h = lock(&self.hooks);
+            let mut hooks = std::mem::take(&mut h.on_abort);
+            hooks.append(&mut h.on_writable);
+            (h.start.take(), hooks)
+        };
+        drop(start);
+        for hook in hooks {
+            self.sender.send(Message::Run(hook));
+        }
         was_paused
     }
 
@@ -265,7 +294,68 @@ impl Shared {
         *inflight = inflight.saturating_sub(n);
         if before > OUTPUT_HIGH && *inflight <= OUTPUT_HIGH {
             self.output_cv.notify_all();
+            drop(inflight);
+            let hooks = std::mem::take(&mut lock(&self.hooks).on_writable);
+            for hook in hooks {
+                self.sender.send(Message::Run(hook));
+            }
         }
+    }
+
+    // ---- async requests ----
+
+    /// Keeps the call of an async handler until the input has ended.
+    pub fn set_start(&self, route: String, start: Task) {
+        lock(&self.hooks).start = Some((route, start));
+    }
+
+    /// The call of an async handler, once its input has ended (taken: it
+    /// runs once).
+    pub fn take_start_if_ready(&self) -> Option<(String, Task)> {
+        let mut hooks = lock(&self.hooks);
+        hooks.start.as_ref()?;
+        if !self.input_complete() {
+            return None;
+        }
+        hooks.start.take()
+    }
+
+    /// Runs `hook` on the loop when the request is aborted (at once if it
+    /// already was).
+    pub fn on_abort(&self, hook: Task) {
+        let mut hooks = lock(&self.hooks);
+        if self.is_aborted() {
+            drop(hooks);
+            self.sender.send(Message::Run(hook));
+        } else {
+            hooks.on_abort.push(hook);
+        }
+    }
+
+    /// Takes credit for `n` output bytes without waiting; false while too
+    /// much of this request's output is unwritten.
+    pub fn try_acquire_output(&self, n: usize) -> io::Result<bool> {
+        if self.is_aborted() {
+            return Err(aborted_error());
+        }
+        let mut inflight = lock(&self.output);
+        if *inflight > OUTPUT_HIGH {
+            return Ok(false);
+        }
+        *inflight += n;
+        Ok(true)
+    }
+
+    /// Runs `hook` on the loop once output may be written again (at once
+    /// if it may now).
+    pub fn on_writable(&self, hook: Task) {
+        let inflight = lock(&self.output);
+        if *inflight <= OUTPUT_HIGH || self.is_aborted() {
+            drop(inflight);
+            self.sender.send(Message::Run(hook));
+            return;
+        }
+        lock(&self.hooks).on_writable.push(hook);
     }
 
     // ---- worker side ----

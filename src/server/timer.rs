@@ -6,9 +6,10 @@
 //! the heap holds about one entry per connection, not one per request.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::Instant;
 
+use super::message::Task;
 use super::poller::Token;
 
 /// One armed deadline: the connection's token and its generation, so a
@@ -51,6 +52,47 @@ impl Timers {
     }
 }
 
+/// Closures due at an instant (`LoopHandle::after`), by timer id; a
+/// cancelled one is forgotten at once, its heap entry skipped when due.
+#[derive(Default)]
+pub struct Callbacks {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    tasks: HashMap<u64, Task>,
+}
+
+impl Callbacks {
+    pub fn push(&mut self, id: u64, when: Instant, task: Task) {
+        self.heap.push(Reverse((when, id)));
+        self.tasks.insert(id, task);
+    }
+
+    pub fn cancel(&mut self, id: u64) {
+        self.tasks.remove(&id);
+        if self.tasks.is_empty() {
+            self.heap.clear();
+        }
+    }
+
+    /// The earliest instant a closure may be due.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((when, _))| *when)
+    }
+
+    /// The next closure due at `now`, skipping cancelled ones.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Task> {
+        while let Some(Reverse((when, id))) = self.heap.peek().copied() {
+            if when > now {
+                return None;
+            }
+            self.heap.pop();
+            if let Some(task) = self.tasks.remove(&id) {
+                return Some(task);
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +116,28 @@ mod tests {
             .collect();
         assert_eq!(due, vec![1, 2]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn callbacks_run_when_due_unless_cancelled() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+        let t0 = Instant::now();
+        let ran = Arc::new(AtomicU32::new(0));
+        let mut c = Callbacks::default();
+        for (id, ms) in [(1u64, 20u64), (2, 10), (3, 15)] {
+            let ran = Arc::clone(&ran);
+            let task: Task = Box::new(move || {
+                ran.fetch_add(id as u32 * 10, Ordering::Relaxed);
+            });
+            c.push(id, t0 + Duration::from_millis(ms), task);
+        }
+        c.cancel(3);
+        assert!(c.pop_due(t0).is_none());
+        while let Some(task) = c.pop_due(t0 + Duration::from_millis(30)) {
+            task();
+        }
+        assert_eq!(ran.load(Ordering::Relaxed), 30);
+        assert_eq!(c.next(), None);
     }
 }

@@ -1,0 +1,178 @@
+//! Asynchronous handlers, through the library as a Rust user writes them,
+//! over real sockets: an answer at once, an answer completed later from
+//! another thread through `post()`, a reply dropped unanswered (502), a
+//! timer cancelled before it fires, a waiter told at once when its client
+//! leaves, and a body read by an async handler. None of them holds a
+//! worker: the server runs with one thread, busy on a long sync request.
+
+mod common;
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use fastgate::{Reply, Request, Server};
+
+/// Replies kept by `/wait`, removed again by their abort hook.
+type Waiters = Arc<Mutex<Vec<(u64, Reply)>>>;
+
+struct Running {
+    spec: String,
+    stats: Arc<fastgate::server::Stats>,
+    waiters: Waiters,
+    fired: Arc<AtomicBool>,
+}
+
+fn start() -> Running {
+    let waiters: Waiters = Arc::default();
+    let fired = Arc::new(AtomicBool::new(false));
+    let mut b = Server::builder();
+    b.listen("fastcgi://127.0.0.1:0".parse().unwrap());
+    b.mount_async("/now", |_req: Request, mut reply: Reply| {
+        let _ = reply.write(b"now\n");
+        reply.finish();
+    });
+    b.mount_async("/later", |_req: Request, reply: Reply| {
+        let handle = reply.loop_handle().clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            handle.post(move || {
+                let mut reply = reply;
+                let _ = reply.write(b"later\n");
+                reply.finish();
+            });
+        });
+    });
+    b.mount_async("/drop", |_req: Request, reply: Reply| drop(reply));
+    let flag = Arc::clone(&fired);
+    b.mount_async("/cancel", move |_req: Request, reply: Reply| {
+        let flag = Arc::clone(&flag);
+        let timer = reply
+            .loop_handle()
+            .after(Duration::from_millis(100), move || {
+                flag.store(true, Ordering::SeqCst)
+            });
+        timer.cancel();
+        let handle = reply.loop_handle().clone();
+        handle.after(Duration::from_millis(300), move || reply.finish());
+    });
+    let kept = Arc::clone(&waiters);
+    b.mount_async("/wait", move |_req: Request, reply: Reply| {
+        let id = next_id();
+        let list = Arc::clone(&kept);
+        reply.on_abort(move || list.lock().unwrap().retain(|(i, _)| *i != id));
+        kept.lock().unwrap().push((id, reply));
+    });
+    b.mount_async("/upper", |mut req: Request, mut reply: Reply| {
+        let mut body = Vec::new();
+        let _ = req.body().read_to_end(&mut body);
+        let _ = reply.write(&body.to_ascii_uppercase());
+        reply.finish();
+    });
+    b.mount(
+        "/block",
+        |_req: &mut Request, resp: &mut fastgate::Response| {
+            thread::sleep(Duration::from_secs(3));
+            std::io::Write::write_all(resp, b"done\n")
+        },
+    );
+    b.config(fastgate::config::Config {
+        min_threads: 1,
+        max_threads: 1,
+        listen: vec!["fastcgi://127.0.0.1:0".parse().unwrap()],
+        ..Default::default()
+    });
+    let server = b.build().expect("build");
+    let spec = server.listen_specs()[0].to_string();
+    let stats = server.stats();
+    thread::spawn(move || server.run());
+    Running {
+        spec,
+        stats,
+        waiters,
+        fired,
+    }
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Takes the only worker for 3 s, so every answer below comes from the loop.
+fn occupy_the_worker(spec: &str) -> FcgiConn {
+    let mut c = FcgiConn::connect(spec);
+    c.request(1, false, &nginx_params("GET", "/block", None), b"");
+    thread::sleep(Duration::from_millis(100));
+    c
+}
+
+fn pending(r: &Running) -> u64 {
+    r.stats.pending_async.load(Ordering::Relaxed)
+}
+
+#[test]
+fn async_answers_need_no_worker() {
+    let r = start();
+    let _busy = occupy_the_worker(&r.spec);
+    let t = Instant::now();
+    assert_eq!(fcgi_get(&r.spec, "/now").body_str(), "now\n");
+    assert_eq!(fcgi_get(&r.spec, "/later").body_str(), "later\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let dropped = fcgi_get(&r.spec, "/drop");
+    assert_eq!(dropped.status, 502, "{}", dropped.body_str());
+    let body = b"shout this".to_vec();
+    let mut c = FcgiConn::connect(&r.spec);
+    c.request(
+        1,
+        false,
+        &nginx_params("POST", "/upper", Some(body.len())),
+        &body,
+    );
+    assert_eq!(
+        complete(&c.read_until_end(1), "upper").body_str(),
+        "SHOUT THIS"
+    );
+    assert!(eventually(Duration::from_secs(2), || pending(&r) == 0));
+}
+
+#[test]
+fn a_cancelled_timer_never_fires() {
+    let r = start();
+    assert_eq!(fcgi_get(&r.spec, "/cancel").status, 200);
+    thread::sleep(Duration::from_millis(100));
+    assert!(!r.fired.load(Ordering::SeqCst), "the cancelled timer ran");
+}
+
+#[test]
+fn a_waiter_whose_client_leaves_is_dropped_at_once() {
+    let r = start();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut c = FcgiConn::connect(&r.spec);
+        c.request(1, true, &nginx_params("GET", "/wait", None), b"");
+        clients.push(c);
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || r.waiters.lock().unwrap().len()
+            == 20),
+        "{} waiters",
+        r.waiters.lock().unwrap().len()
+    );
+    assert_eq!(pending(&r), 20);
+    drop(clients);
+    assert!(
+        eventually(Duration::from_secs(5), || r
+            .waiters
+            .lock()
+            .unwrap()
+            .is_empty()),
+        "{} waiters left after their clients closed",
+        r.waiters.lock().unwrap().len()
+    );
+    assert!(eventually(Duration::from_secs(2), || pending(&r) == 0));
+}
