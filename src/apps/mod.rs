@@ -1,28 +1,32 @@
 //! Built-in applications, one file each, mounted by name with `--mount`.
-//! Each is an ordinary synchronous handler that runs in the worker pool,
-//! so a benchmark of `hello` measures the path users' own code takes.
+//! Most are ordinary synchronous handlers that run in the worker pool, so a
+//! benchmark of `hello` measures the path users' own code takes; `pubsub`
+//! is asynchronous and runs on the event loop.
 
 mod echo;
 mod env;
 mod hello;
 mod ping;
+pub mod pubsub;
 mod sleep;
 
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::server::Handler;
+use crate::server::{Handler, Route};
 
 /// Names of the built-in apps this build serves.
-pub const NAMES: &[&str] = &["hello", "echo", "env", "sleep", "ping"];
+pub const NAMES: &[&str] = &["hello", "echo", "env", "sleep", "ping", "pubsub"];
 
 /// Whether `name` is a built-in app of this build.
 pub fn is_known(name: &str) -> bool {
     NAMES.contains(&name)
 }
 
-/// The handler of a built-in app.
-pub fn build(name: &str, _config: &Config) -> Option<Arc<dyn Handler>> {
+/// The route of a built-in app mounted at `prefix`.
+pub fn build(name: &str, prefix: &str) -> Option<Route> {
+    if name == "pubsub" {
+        return Some(Route::Loop(Arc::new(pubsub::PubSub::new(prefix))));
+    }
     let app: Arc<dyn Handler> = match name {
         "hello" => Arc::new(hello::hello),
         "echo" => Arc::new(echo::echo),
@@ -31,5 +35,5 @@ pub fn build(name: &str, _config: &Config) -> Option<Arc<dyn Handler>> {
         "ping" => Arc::new(ping::ping),
         _ => return None,
     };
-    Some(app)
+    Some(Route::Pool(app))
 }

@@ -320,7 +320,8 @@ impl FcgiConn {
         }
         // Alone on the connection, a request may pause it; sharing it, its
         // body spools rather than hold up its siblings.
-        let pushed = shared.push(which, data, io.spill_to(ctx, !alone).as_ref());
+        let never_pause = !alone || shared.is_async();
+        let pushed = shared.push(which, data, io.spill_to(ctx, never_pause).as_ref());
         if let Pushed::Refuse(status) = pushed {
             return self.refuse_any(ctx, io, id, refusal(status));
         }

@@ -367,9 +367,9 @@ pub fn serve(config: Config) -> Result<(), Error> {
     };
     let threads = (config.min_threads, config.max_threads, config.queue);
     for m in &mounts {
-        let app = crate::apps::build(&m.app, &config)
+        let app = crate::apps::build(&m.app, &m.prefix)
             .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
-        builder.mount_shared(&m.prefix, app);
+        builder.mount_route(&m.prefix, app);
     }
     let server = builder.config(config).build()?;
     for spec in server.listen_specs() {

@@ -80,7 +80,8 @@ impl ScgiConn {
     /// Body bytes for the running request; all of `input` is used (past
     /// CONTENT_LENGTH it is ignored). One request per connection: it
     /// pauses the connection, and spools only what is read after a FIN to
-    /// learn whether the request is whole.
+    /// learn whether the request is whole, or the body of an async handler
+    /// (which is called once it has all arrived).
     fn body(&mut self, ctx: &mut Ctx, io: &mut ConnIo, input: &[u8]) -> usize {
         let Phase::Running {
             shared, remaining, ..
@@ -90,7 +91,7 @@ impl ScgiConn {
         };
         let take = (*remaining).min(input.len() as u64) as usize;
         *remaining -= take as u64;
-        let spill = io.spill_to(ctx, false);
+        let spill = io.spill_to(ctx, shared.is_async());
         let mut pushed = [Pushed::Queued; 2];
         if take > 0 {
             pushed[0] = shared.push(Input::Stdin, &input[..take], spill.as_ref());

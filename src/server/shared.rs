@@ -135,6 +135,9 @@ pub struct Shared {
     /// is aborted, and when its unwritten output falls back under
     /// [`OUTPUT_HIGH`].
     hooks: Mutex<Hooks>,
+    /// Answered by an async handler: its body must never pause the
+    /// connection (nobody reads it before it has all arrived), so it spools.
+    asynchronous: AtomicBool,
 }
 
 /// What an async handler asked to hear about.
@@ -180,6 +183,7 @@ impl Shared {
             output: Mutex::new(0),
             output_cv: Condvar::new(),
             hooks: Mutex::default(),
+            asynchronous: AtomicBool::new(false),
         }
     }
 
@@ -306,7 +310,13 @@ impl Shared {
 
     /// Keeps the call of an async handler until the input has ended.
     pub fn set_start(&self, route: String, start: Task) {
+        self.asynchronous.store(true, Ordering::Relaxed);
         lock(&self.hooks).start = Some((route, start));
+    }
+
+    /// Whether an async handler answers this request.
+    pub fn is_async(&self) -> bool {
+        self.asynchronous.load(Ordering::Relaxed)
     }
 
     /// The call of an async handler, once its input has ended (taken: it
