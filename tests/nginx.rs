@@ -504,3 +504,54 @@ fn root_socket_without_owner_gets_502_and_a_warning() {
         "fastgate, root with neither --socket-owner nor --user/--group, gave no warning naming --socket-owner; stderr:\n{stderr}"
     );
 }
+
+/// A long poll through nginx (the snippet's defaults: `fastcgi_read_timeout`
+/// 60 s) is released by a POST through the same nginx, and neither needs a
+/// worker thread: both are busy sleeping meanwhile.
+#[test]
+fn a_long_poll_is_released_by_a_post_through_nginx() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let mut args = vec!["--listen", "{dir}/fg.sock"];
+    args.extend(socket_owner_args());
+    args.extend([
+        "--mount",
+        "/events=pubsub",
+        "--mount",
+        "/sleep=sleep",
+        "--max-threads",
+        "2",
+        "--min-threads",
+        "2",
+    ]);
+    let server = Server::start(&args);
+    let upstream = format!("unix:{}", server.unix_path(0).display());
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(FASTCGI_SNIPPET, &upstream, port), port);
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = nginx.client();
+            std::thread::spawn(move || c.get("/sleep?ms=4000").map(|r| r.status))
+        })
+        .collect();
+    let mut waiter_client = nginx.client();
+    let waiter = std::thread::spawn(move || waiter_client.get("/events/news?timeout=20"));
+    let started = std::time::Instant::now();
+    let mut delivered = String::new();
+    while started.elapsed() < Duration::from_secs(10) {
+        let r = nginx.client().post("/events/news", b"extra!").expect("POST");
+        delivered = r.text();
+        if delivered == "delivered 1\n" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(delivered, "delivered 1\n");
+    let got = waiter.join().expect("waiter thread").expect("GET");
+    assert_eq!((got.status, got.text().as_str()), (200, "extra!"));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    for s in sleepers {
+        assert_eq!(s.join().expect("sleeper").expect("GET /sleep"), 200);
+    }
+}
