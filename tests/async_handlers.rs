@@ -176,3 +176,26 @@ fn a_waiter_whose_client_leaves_is_dropped_at_once() {
     );
     assert!(eventually(Duration::from_secs(2), || pending(&r) == 0));
 }
+
+/// `examples/feed.rs`: a reader waits with no thread held, a POST wakes
+/// it, and the clock thread's events arrive through `post()`.
+#[test]
+fn the_feed_example_delivers_posts_and_ticks() {
+    let dir = TempDir::new();
+    let sock = format!("fastcgi:{}/feed.sock", dir.path().display());
+    let _example = start_example("feed", &sock);
+    let mut reader = FcgiConn::connect(&sock);
+    reader.request(1, false, &nginx_params("GET", "/feed?after=0", None), b"");
+    thread::sleep(Duration::from_millis(200));
+    let mut c = FcgiConn::connect(&sock);
+    c.request(1, false, &nginx_params("POST", "/feed", Some(5)), b"hello");
+    assert_eq!(complete(&c.read_until_end(1), "POST").body_str(), "ok\n");
+    let first = complete(&reader.read_until_end(1), "reader").body_str();
+    assert!(first.starts_with("1 "), "{first:?}");
+    let t = Instant::now();
+    let mut c = FcgiConn::connect(&sock);
+    c.request(1, false, &nginx_params("GET", "/feed?after=1", None), b"");
+    let next = complete(&c.read_until_end(1), "next").body_str();
+    assert!(next.contains("tick"), "{next:?}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}

@@ -540,7 +540,10 @@ fn a_long_poll_is_released_by_a_post_through_nginx() {
     let started = std::time::Instant::now();
     let mut delivered = String::new();
     while started.elapsed() < Duration::from_secs(10) {
-        let r = nginx.client().post("/events/news", b"extra!").expect("POST");
+        let r = nginx
+            .client()
+            .post("/events/news", b"extra!")
+            .expect("POST");
         delivered = r.text();
         if delivered == "delivered 1\n" {
             break;
@@ -550,7 +553,11 @@ fn a_long_poll_is_released_by_a_post_through_nginx() {
     assert_eq!(delivered, "delivered 1\n");
     let got = waiter.join().expect("waiter thread").expect("GET");
     assert_eq!((got.status, got.text().as_str()), (200, "extra!"));
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     for s in sleepers {
         assert_eq!(s.join().expect("sleeper").expect("GET /sleep"), 200);
     }

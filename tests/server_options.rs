@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -187,36 +186,12 @@ fn the_poll_backend_serves_multiplexed_requests() {
 
 #[test]
 fn the_library_example_serves_its_handlers() {
-    let example = std::path::Path::new(bin())
-        .parent()
-        .unwrap()
-        .join("examples/library");
-    if !example.exists() {
-        let built = Command::new(env!("CARGO"))
-            .args(["build", "--example", "library"])
-            .status()
-            .unwrap();
-        assert!(built.success());
-    }
     let dir = TempDir::new();
     let sock = format!("fastcgi:{}/lib.sock", dir.path().display());
-    let mut child = Command::new(&example)
-        .arg(&sock)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !seen.contains("listening on") && Instant::now() < deadline {
-        let mut b = [0u8; 256];
-        let n = err.read(&mut b).unwrap_or(0);
-        seen.push_str(&String::from_utf8_lossy(&b[..n]));
-    }
+    let example = start_example("library", &sock);
     let greet = fcgi_get(&sock, "/greet?name=Ada");
     let counted = fcgi_request(&sock, "POST", "/count", &pattern(100_000, 3)).response();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(example);
     assert_eq!(greet.body_str(), "Hello, Ada!\n");
     assert_eq!(counted.body_str(), "100000 bytes\n");
 }

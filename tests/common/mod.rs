@@ -39,6 +39,50 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most stderr kept per server; past it lines are drained and dropped.
 const STDERR_CAP: usize = 8 << 20;
 
+/// A running example of `examples/`, killed (by pid) and reaped on drop.
+pub struct Example(Child);
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds (if needed) and starts `cargo run --example NAME -- SPEC`, and
+/// waits for its `listening on` line.
+pub fn start_example(name: &str, spec: &str) -> Example {
+    let example = Path::new(bin())
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name);
+    if !example.exists() {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--example", name])
+            .status()
+            .expect("cargo build --example");
+        assert!(built.success(), "cargo build --example {name}");
+    }
+    let mut child = Command::new(&example)
+        .arg(spec)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", example.display()));
+    let mut err = child.stderr.take().expect("stderr");
+    let mut seen = String::new();
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !seen.contains("listening on") && Instant::now() < deadline {
+        let mut b = [0u8; 256];
+        let n = err.read(&mut b).unwrap_or(0);
+        seen.push_str(&String::from_utf8_lossy(&b[..n]));
+    }
+    assert!(seen.contains("listening on"), "example {name}: {seen}");
+    // Keep draining, so the example never blocks on a full pipe.
+    thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    Example(child)
+}
+
 /// Polls `cond` every 20 ms for up to `timeout`.
 pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
