@@ -120,8 +120,6 @@ impl Snapshot {
     /// Reads `stats` once; `now` is the time in Unix seconds.
     pub fn take(stats: &Stats, now: u64) -> Snapshot {
         let start_time = load(&stats.start_time);
-        // Active before accepted: accepted only grows, and is bumped
-        // first, so it is never below the active count read before it.
         let active_conns = load(&stats.active_conns);
         let mut snap = Snapshot {
             pid: std::process::id(),
@@ -129,7 +127,9 @@ impl Snapshot {
             uptime_seconds: now.saturating_sub(start_time),
             processes: 1,
             active_conns,
-            accepted_conns: load(&stats.accepted_conns),
+            // Every open connection was accepted; the loop bumps accepted
+            // first, but relaxed reads in another thread need not see so.
+            accepted_conns: load(&stats.accepted_conns).max(active_conns),
             requests: load(&stats.requests),
             slow_requests: load(&stats.slow_requests),
             aborted_requests: load(&stats.aborted_requests),
@@ -566,12 +566,14 @@ mod tests {
         stats.threads_idle.store(5, Ordering::Relaxed);
         stats.queue_submitted.store(3, Ordering::Relaxed);
         stats.max_queue_len.store(1, Ordering::Relaxed);
+        stats.active_conns.store(1, Ordering::Relaxed);
         stats.latency.buckets[0].store(4, Ordering::Relaxed);
         stats.latency.count.store(3, Ordering::Relaxed);
         let s = Snapshot::take(&stats, 10);
         assert_eq!((s.threads_total, s.threads_idle, s.threads_busy), (2, 2, 0));
         assert_eq!(s.max_threads_reached, 2);
         assert_eq!((s.queue_len, s.max_queue_len), (3, 3));
+        assert_eq!((s.active_conns, s.accepted_conns), (1, 1));
         assert_eq!(s.latency.count(), 4, "count is the +Inf bucket");
         assert_eq!((s.uptime_seconds, s.processes), (10, 1));
     }
