@@ -29,9 +29,24 @@ TOOLS=(
     "curl:curl"
     # `make test` checks the fuzz targets: libfuzzer-sys compiles libFuzzer's C++.
     "c++:g++"
+    # A python3/MODULE entry is a Python module (see have): the status
+    # tests parse `?openmetrics` with prometheus_client's own parser.
+    "python3/prometheus_client:python3-prometheus-client"
 )
 
+# A tool named python3/MODULE is present when python3 on PATH, or Debian's
+# /usr/bin/python3 (the one Debian's python3-* packages install for), imports
+# MODULE.
 have() {
+    case "$1" in
+    python3/*)
+        local py
+        for py in python3 /usr/bin/python3; do
+            "$py" -c "import ${1#python3/}" >/dev/null 2>&1 && return 0
+        done
+        return 1
+        ;;
+    esac
     command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
 }
 

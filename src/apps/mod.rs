@@ -9,21 +9,24 @@ mod hello;
 mod ping;
 pub mod pubsub;
 mod sleep;
+mod status;
 
 use std::sync::Arc;
 
-use crate::server::{Handler, Route};
+use crate::server::{Handler, Route, Stats};
 
 /// Names of the built-in apps this build serves.
-pub const NAMES: &[&str] = &["hello", "echo", "env", "sleep", "ping", "pubsub"];
+pub const NAMES: &[&str] = &["hello", "echo", "env", "sleep", "ping", "pubsub", "status"];
 
 /// Whether `name` is a built-in app of this build.
 pub fn is_known(name: &str) -> bool {
     NAMES.contains(&name)
 }
 
-/// The route of a built-in app mounted at `prefix`.
-pub fn build(name: &str, prefix: &str) -> Option<Route> {
+/// The route of a built-in app mounted at `prefix`; `stats` are the
+/// counters of the server it will be mounted in (the `status` app reports
+/// them).
+pub fn build(name: &str, prefix: &str, stats: &Arc<Stats>) -> Option<Route> {
     if name == "pubsub" {
         return Some(Route::Loop(Arc::new(pubsub::PubSub::new(prefix))));
     }
@@ -33,6 +36,7 @@ pub fn build(name: &str, prefix: &str) -> Option<Route> {
         "env" => Arc::new(env::env),
         "sleep" => Arc::new(sleep::sleep),
         "ping" => Arc::new(ping::ping),
+        "status" => Arc::new(status::Status::new(Arc::clone(stats))),
         _ => return None,
     };
     Some(Route::Pool(app))

@@ -366,8 +366,9 @@ pub fn serve(config: Config) -> Result<(), Error> {
         config.mounts.clone()
     };
     let threads = (config.min_threads, config.max_threads, config.queue);
+    let stats = builder.stats();
     for m in &mounts {
-        let app = crate::apps::build(&m.app, &m.prefix)
+        let app = crate::apps::build(&m.app, &m.prefix, &stats)
             .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
         builder.mount_route(&m.prefix, app);
     }

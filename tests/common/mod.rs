@@ -104,13 +104,38 @@ pub fn bin() -> &'static str {
 /// the test fails (CI must have every tool), else a loud SKIPPED line is
 /// printed and `false` returned so the caller returns early.
 pub fn require_tool(name: &str) -> bool {
-    if find_on_path(name).is_some() {
-        return true;
+    find_on_path(name).is_some() || missing(name)
+}
+
+/// A Python 3 that imports `module`: `python3` on PATH, else Debian's
+/// `/usr/bin/python3` (Debian's `python3-*` packages install for that one,
+/// which a python3 from pyenv does not see). None: as [`require_tool`],
+/// fails under `CI=true`, else skips loudly.
+pub fn require_python_module(module: &str) -> Option<PathBuf> {
+    let imports = |py: &PathBuf| {
+        let status = Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        status.is_ok_and(|s| s.success())
+    };
+    let candidates = [find_on_path("python3"), Some("/usr/bin/python3".into())];
+    let found = candidates.into_iter().flatten().find(imports);
+    if found.is_none() {
+        missing(&format!("python3 module {module}"));
     }
+    found
+}
+
+/// A tool the tests need is missing: a panic under `CI=true`, else a loud
+/// SKIPPED line and `false`.
+fn missing(what: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{name} is not installed, and CI=true requires every tool the tests use");
+        panic!("{what} is not installed, and CI=true requires every tool the tests use");
     }
-    eprintln!("SKIPPED: {name} not installed");
+    eprintln!("SKIPPED: {what} not installed");
     false
 }
 
