@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use crate::server::privileges;
+use crate::server::{privileges, Cidr, LogFormat, LogTarget, Options};
 use crate::spec::{ListenSpec, Protocol};
 
 /// One `--mount PREFIX=APP`.
@@ -33,28 +33,6 @@ pub enum CgiStderr {
     Log,
     FastCgi,
     Both,
-}
-
-/// `--log-format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// `--access-log PATH|-`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogTarget {
-    Stdout,
-    File(PathBuf),
-}
-
-/// An IPv4 or IPv6 network for `--allow-from`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: std::net::IpAddr,
-    pub prefix_len: u8,
 }
 
 /// Everything `fastgate serve` was asked to do, checked.
@@ -110,110 +88,82 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The server's own defaults, plus those of the options only the
+    /// command line has.
     fn default() -> Self {
+        let s = Options::default();
         Config {
-            listen: Vec::new(),
+            listen: s.listen,
             mounts: Vec::new(),
             cgi_roots: Vec::new(),
             cgi_allow_root: false,
             processes: 1,
-            min_threads: 2,
-            max_threads: 32,
-            queue: 1024,
-            max_conns: 10_000,
-            max_reqs: 128,
+            min_threads: s.min_threads,
+            max_threads: s.max_threads,
+            queue: s.queue,
+            max_conns: s.max_conns,
+            max_reqs: s.max_reqs,
             max_requests: 0,
-            max_params_bytes: 131_072,
-            max_body_bytes: 0,
-            idle_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(10),
-            request_timeout: None,
-            body_timeout: Some(Duration::from_secs(60)),
-            send_timeout: Some(Duration::from_secs(60)),
-            shutdown_timeout: Duration::from_secs(30),
-            slow_threshold: None,
+            max_params_bytes: s.max_params_bytes,
+            max_body_bytes: s.max_body_bytes,
+            idle_timeout: s.idle_timeout,
+            header_timeout: s.header_timeout,
+            request_timeout: s.request_timeout,
+            body_timeout: s.body_timeout,
+            send_timeout: s.send_timeout,
+            shutdown_timeout: s.shutdown_timeout,
+            slow_threshold: s.slow_threshold,
             cgi_stderr: CgiStderr::Log,
-            socket_mode: None,
-            socket_owner: None,
-            user: None,
-            group: None,
-            pidfile: None,
-            allow_from: Vec::new(),
-            allow_uid: Vec::new(),
-            allow_gid: Vec::new(),
-            access_log: None,
-            log_format: LogFormat::Text,
+            socket_mode: s.socket_mode,
+            socket_owner: s.socket_owner,
+            user: s.user,
+            group: s.group,
+            pidfile: s.pidfile,
+            allow_from: s.allow_from,
+            allow_uid: s.allow_uid,
+            allow_gid: s.allow_gid,
+            access_log: s.access_log,
+            log_format: s.log_format,
             error_log: None,
-            max_temp_bytes: 4 << 30,
-            temp_dir: None,
+            max_temp_bytes: s.max_temp_bytes,
+            temp_dir: s.temp_dir,
         }
     }
 }
 
-impl Cidr {
-    /// A network of `prefix_len` leading bits of `addr`; the host bits are
-    /// cleared (as nginx's `allow` does) and the length is capped at the
-    /// address width.
-    pub fn new(addr: IpAddr, prefix_len: u8) -> Cidr {
-        match addr {
-            IpAddr::V4(a) => {
-                let len = prefix_len.min(32);
-                let bits = u32::from(a) & mask_v4(len);
-                Cidr {
-                    addr: IpAddr::V4(bits.into()),
-                    prefix_len: len,
-                }
-            }
-            IpAddr::V6(a) => {
-                let len = prefix_len.min(128);
-                let bits = u128::from(a) & mask_v6(len);
-                Cidr {
-                    addr: IpAddr::V6(bits.into()),
-                    prefix_len: len,
-                }
-            }
+/// The part of the configuration the server runs on (mounts, prefork and
+/// the error log are the command line's business).
+impl From<Config> for Options {
+    fn from(c: Config) -> Options {
+        Options {
+            listen: c.listen,
+            min_threads: c.min_threads,
+            max_threads: c.max_threads,
+            queue: c.queue,
+            max_conns: c.max_conns,
+            max_reqs: c.max_reqs,
+            max_params_bytes: c.max_params_bytes,
+            max_body_bytes: c.max_body_bytes,
+            idle_timeout: c.idle_timeout,
+            header_timeout: c.header_timeout,
+            request_timeout: c.request_timeout,
+            body_timeout: c.body_timeout,
+            send_timeout: c.send_timeout,
+            shutdown_timeout: c.shutdown_timeout,
+            slow_threshold: c.slow_threshold,
+            socket_mode: c.socket_mode,
+            socket_owner: c.socket_owner,
+            user: c.user,
+            group: c.group,
+            pidfile: c.pidfile,
+            allow_from: c.allow_from,
+            allow_uid: c.allow_uid,
+            allow_gid: c.allow_gid,
+            access_log: c.access_log,
+            log_format: c.log_format,
+            max_temp_bytes: c.max_temp_bytes,
+            temp_dir: c.temp_dir,
         }
-    }
-
-    /// Whether `ip` lies in this network. An IPv4-mapped IPv6 peer
-    /// (`::ffff:10.1.2.3`, what a dual-stack socket reports) counts as its
-    /// IPv4 address.
-    ///
-    /// ```
-    /// use fastgate::config::Cidr;
-    /// let net = Cidr::new("10.0.0.0".parse().unwrap(), 8);
-    /// assert!(net.contains("10.9.8.7".parse().unwrap()));
-    /// assert!(net.contains("::ffff:10.9.8.7".parse().unwrap()));
-    /// assert!(!net.contains("11.0.0.1".parse().unwrap()));
-    /// ```
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                u32::from(a) & mask_v4(self.prefix_len) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                u128::from(a) & mask_v6(self.prefix_len) == u128::from(net)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn mask_v4(len: u8) -> u32 {
-    match len {
-        0 => 0,
-        n => u32::MAX << (32 - u32::from(n.min(32))),
-    }
-}
-
-fn mask_v6(len: u8) -> u128 {
-    match len {
-        0 => 0,
-        n => u128::MAX << (128 - u32::from(n.min(128))),
     }
 }
 

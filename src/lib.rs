@@ -32,5 +32,5 @@ pub mod protocol;
 pub mod server;
 pub mod spec;
 
-pub use server::{Handler, Request, Response, Server, ServerBuilder};
+pub use server::{Handler, Options, Request, Response, Server, ServerBuilder};
 pub use spec::ListenSpec;

@@ -10,7 +10,6 @@ mod sleep;
 
 use std::sync::Arc;
 
-use crate::config::Config;
 use crate::server::Handler;
 
 /// Names of the built-in apps this build serves.
@@ -22,7 +21,7 @@ pub fn is_known(name: &str) -> bool {
 }
 
 /// The handler of a built-in app.
-pub fn build(name: &str, _config: &Config) -> Option<Arc<dyn Handler>> {
+pub fn build(name: &str) -> Option<Arc<dyn Handler>> {
     let app: Arc<dyn Handler> = match name {
         "hello" => Arc::new(hello::hello),
         "echo" => Arc::new(echo::echo),

@@ -17,6 +17,7 @@ mod fastcgi_conn;
 mod janitor;
 pub mod listener;
 mod message;
+mod options;
 mod output;
 mod peer_filter;
 pub mod poller;
@@ -38,6 +39,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::context::Stats;
+pub use self::options::{LogFormat, LogTarget, Options};
+pub use self::peer_filter::Cidr;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
 pub use self::router::{Handler, Router};
@@ -50,7 +53,6 @@ use self::listener::{Listener, UnixOptions};
 use self::peer_filter::PeerFilter;
 use self::pool::Pool;
 use self::waker::Waker;
-use crate::config::{Config, LogTarget};
 use crate::logfile::LogFile;
 use crate::spec::ListenSpec;
 
@@ -76,21 +78,20 @@ impl std::error::Error for Error {}
 /// Builds a [`Server`]: listeners, handlers, limits.
 #[derive(Default)]
 pub struct ServerBuilder {
-    config: Config,
+    options: Options,
     router: Router,
 }
 
 impl ServerBuilder {
-    /// Takes every limit and listener from a configuration (mounts of
-    /// built-in apps are added by [`serve`], not here).
-    pub fn config(&mut self, config: Config) -> &mut Self {
-        self.config = config;
+    /// Takes every limit and listener from `options`.
+    pub fn options(&mut self, options: Options) -> &mut Self {
+        self.options = options;
         self
     }
 
     /// Adds a listener.
     pub fn listen(&mut self, spec: ListenSpec) -> &mut Self {
-        self.config.listen.push(spec);
+        self.options.listen.push(spec);
         self
     }
 
@@ -110,7 +111,7 @@ impl ServerBuilder {
     /// starts the worker pool.
     pub fn build(&mut self) -> Result<Server, Error> {
         raise_fd_limit();
-        let cfg = std::mem::take(&mut self.config);
+        let cfg = std::mem::take(&mut self.options);
         let listeners = open_listeners(&cfg)?;
         write_pidfile(cfg.pidfile.as_deref())?;
         let janitor = spawn_janitor(&cfg, &listeners)?;
@@ -188,7 +189,7 @@ impl Server {
     }
 }
 
-fn limits(cfg: &Config) -> Limits {
+fn limits(cfg: &Options) -> Limits {
     let (params_per_conn, params_per_process) = Limits::params_budgets(cfg.max_params_bytes);
     Limits {
         max_conns: cfg.max_conns,
@@ -222,7 +223,7 @@ fn write_pidfile(path: Option<&Path>) -> Result<(), Error> {
 }
 
 /// A janitor when root is dropped with files to remove at exit.
-fn spawn_janitor(cfg: &Config, listeners: &[Listener]) -> Result<Option<Janitor>, Error> {
+fn spawn_janitor(cfg: &Options, listeners: &[Listener]) -> Result<Option<Janitor>, Error> {
     let dropping = cfg.user.is_some() || cfg.group.is_some();
     let mut files: Vec<PathBuf> = listeners
         .iter()
@@ -238,7 +239,7 @@ fn spawn_janitor(cfg: &Config, listeners: &[Listener]) -> Result<Option<Janitor>
 }
 
 /// `--listen` specs, else fd 0, else systemd's sockets, else the default.
-fn open_listeners(cfg: &Config) -> Result<Vec<Listener>, Error> {
+fn open_listeners(cfg: &Options) -> Result<Vec<Listener>, Error> {
     let unix = UnixOptions {
         mode: cfg.socket_mode.unwrap_or(0o660),
         owner: privileges::socket_owner(
@@ -271,7 +272,7 @@ fn warn_root_only(listeners: &[Listener], unix: &UnixOptions) {
 }
 
 /// The listeners themselves, from the first source that has any.
-fn bind_listeners(cfg: &Config, unix: &UnixOptions) -> Result<Vec<Listener>, Error> {
+fn bind_listeners(cfg: &Options, unix: &UnixOptions) -> Result<Vec<Listener>, Error> {
     if !cfg.listen.is_empty() {
         return cfg.listen.iter().map(|s| Listener::bind(s, unix)).collect();
     }
@@ -289,7 +290,7 @@ fn bind_listeners(cfg: &Config, unix: &UnixOptions) -> Result<Vec<Listener>, Err
 }
 
 /// `--access-log`: stdout (`-`) or a file reopened on USR1.
-fn open_access_log(cfg: &Config) -> Result<Option<AccessLog>, Error> {
+fn open_access_log(cfg: &Options) -> Result<Option<AccessLog>, Error> {
     let target = match &cfg.access_log {
         None => return Ok(None),
         Some(LogTarget::Stdout) => access_log::Target::Stdout,
@@ -311,7 +312,7 @@ fn raise_fd_limit() {
 }
 
 /// Runs `fastgate serve` with the built-in apps until a signal stops it.
-pub fn serve(config: Config) -> Result<(), Error> {
+pub fn serve(config: crate::config::Config) -> Result<(), Error> {
     let mut builder = Server::builder();
     let mounts = if config.mounts.is_empty() {
         vec![crate::config::Mount {
@@ -323,11 +324,11 @@ pub fn serve(config: Config) -> Result<(), Error> {
     };
     let threads = (config.min_threads, config.max_threads, config.queue);
     for m in &mounts {
-        let app = crate::apps::build(&m.app, &config)
+        let app = crate::apps::build(&m.app)
             .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
         builder.mount_shared(&m.prefix, app);
     }
-    let server = builder.config(config).build()?;
+    let server = builder.options(config.into()).build()?;
     for spec in server.listen_specs() {
         log::info!("listening on {spec}");
     }
