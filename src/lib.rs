@@ -25,8 +25,9 @@
 //! ```
 
 pub mod apps;
+#[doc(hidden)]
+pub mod cli;
 pub mod client;
-pub mod config;
 pub mod logfile;
 pub mod protocol;
 pub mod server;

@@ -1,7 +1,8 @@
 //! The configuration of `fastgate serve`: the options as clap reads them
 //! ([`ServeArgs`], raw strings from the command line or the `FASTGATE_*`
-//! environment), and the checked, typed result ([`Config`]) the server runs
-//! on. Values stay strings until here so that every bad one is reported the
+//! environment), and the checked, typed result ([`Config`]): the server's
+//! [`Options`] plus what only the binary does (mounts of built-in apps,
+//! prefork, the error log). Values stay strings until here so that every bad one is reported the
 //! same way, naming the flag and the value:
 //! `--idle-timeout "5x": expected a duration like 500ms, 30s or 5m`.
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
+use super::units::{parse_duration, parse_size};
 use crate::server::{privileges, Cidr, LogFormat, LogTarget, Options};
 use crate::spec::{ListenSpec, Protocol};
 
@@ -746,36 +748,6 @@ fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
     }
 }
 
-/// A size in bytes: a whole number, or one followed by `k`, `m` or `g`
-/// (any case) for KiB, MiB or GiB, as nginx spells sizes.
-///
-/// ```
-/// use fastgate::config::parse_size;
-/// assert_eq!(parse_size("65536"), Ok(65_536));
-/// assert_eq!(parse_size("64k"), Ok(64 << 10));
-/// assert_eq!(parse_size("10M"), Ok(10 << 20));
-/// assert_eq!(parse_size("1g"), Ok(1 << 30));
-/// assert!(parse_size("10mb").is_err());
-/// ```
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    const EXPECTED: &str = "expected a size like 65536, 64k, 10m or 1g";
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => return Err(EXPECTED.into()),
-    };
-    if digits.is_empty() {
-        return Err(EXPECTED.into());
-    }
-    let n: u64 = digits.parse().map_err(|_| "size too large".to_string())?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| "size too large".into())
-}
-
 /// A size of at least `min` bytes.
 fn size_at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> {
     move |s| match parse_size(s)? {
@@ -797,35 +769,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 fn parse_id(s: &str) -> Result<u32, String> {
     let id = parse_number(s).ok().and_then(|n| u32::try_from(n).ok());
     id.ok_or_else(|| "expected a numeric id".into())
-}
-
-/// A duration: `500ms`, `30s`, `5m`, `1h`, or a plain `0`.
-///
-/// ```
-/// use std::time::Duration;
-/// use fastgate::config::parse_duration;
-/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-/// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-/// assert!(parse_duration("5x").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const EXPECTED: &str = "expected a duration like 500ms, 30s or 5m";
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let millis_per_unit: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(EXPECTED.into()),
-    };
-    let n: u64 = digits.parse().map_err(|_| EXPECTED.to_string())?;
-    n.checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| "duration too long".into())
 }
 
 /// A duration that must not be zero (a zero idle timeout would close every
