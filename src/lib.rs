@@ -25,6 +25,7 @@
 //! ```
 
 pub mod apps;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 pub mod client;
