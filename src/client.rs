@@ -41,7 +41,9 @@ pub struct RequestOptions {
     pub spec: ListenSpec,
     /// Path and query, e.g. `/status?json`.
     pub uri: String,
+    /// The request method, e.g. `GET`.
     pub method: String,
+    /// The request body (for FILTER: the DATA stream).
     pub body: Vec<u8>,
     /// HTTP headers, sent as `HTTP_NAME` params (`Content-Type` and
     /// `Content-Length` as `CONTENT_TYPE` and `CONTENT_LENGTH`).
@@ -82,6 +84,7 @@ pub struct ClientResponse {
     /// the `502 Bad Gateway` nginx would answer, with no headers. (An SCGI
     /// backend that sends nothing is an error, [`ErrorKind::WrongProtocol`].)
     pub head: Head,
+    /// The response body.
     pub body: Vec<u8>,
     /// FastCGI STDERR content.
     pub stderr: Vec<u8>,
@@ -96,14 +99,18 @@ pub struct ClientResponse {
 pub struct ClientError {
     /// The spec as written (`fastcgi://127.0.0.1:9000`).
     pub peer: String,
+    /// What went wrong.
     pub kind: ErrorKind,
 }
 
 /// What went wrong.
 #[derive(Debug)]
 pub enum ErrorKind {
+    /// The connection could not be made.
     Connect(io::Error),
+    /// Reading or writing failed.
     Io(io::Error),
+    /// The whole request took longer than its timeout.
     Timeout(Duration),
     /// The backend broke the protocol (or sent a malformed CGI head).
     Protocol(crate::protocol::Error),
@@ -111,6 +118,7 @@ pub enum ErrorKind {
     Closed(&'static str),
     /// The response head never ended (no blank line).
     NoHeadEnd,
+    /// The response was larger than [`MAX_RESPONSE_BYTES`].
     TooLarge,
     /// The backend did not close the connection after a request sent
     /// without FCGI_KEEP_CONN.
@@ -120,7 +128,9 @@ pub enum ErrorKind {
     /// The backend closed without a byte, or answered in another protocol:
     /// most likely its listener speaks the other one, `other`.
     WrongProtocol {
+        /// What the backend did wrong.
         what: String,
+        /// The protocol it most likely speaks instead.
         other: String,
     },
 }

@@ -1,6 +1,6 @@
 //! The command line of the `fastgate` binary, the one user of the library
 //! that knows clap and env_logger (the `cli` feature). It parses the
-//! command line, checks it into a configuration ([`config`]), sets up
+//! command line, checks it into a configuration (`config`), sets up
 //! logging and hands over to the library; its only decisions are the exit
 //! status and printing an error chain once: 2 for a usage or configuration
 //! error, 1 for a runtime error.

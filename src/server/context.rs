@@ -59,16 +59,24 @@ impl Limits {
 /// Process-wide counters (atomics: read from any thread, never locked).
 #[derive(Default)]
 pub struct Stats {
+    /// Connections accepted since the start.
     pub accepted_conns: AtomicU64,
+    /// Connections open now.
     pub active_conns: AtomicU64,
+    /// Requests dispatched to a handler.
     pub requests: AtomicU64,
+    /// Requests aborted by the client or a timeout.
     pub aborted_requests: AtomicU64,
+    /// Connections closed for breaking the protocol.
     pub protocol_errors: AtomicU64,
+    /// Requests refused with 503 (the queue was full).
     pub refused_overload: AtomicU64,
+    /// Requests slower than the slow threshold.
     pub slow_requests: AtomicU64,
 }
 
 impl Stats {
+    /// Adds one to `counter`.
     pub fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }

@@ -15,12 +15,12 @@ mod context;
 mod event_loop;
 mod fastcgi_conn;
 mod janitor;
-pub mod listener;
+mod listener;
 mod message;
 mod options;
 mod output;
 mod peer_filter;
-pub mod poller;
+mod poller;
 mod pool;
 pub(crate) mod privileges;
 mod request;
@@ -30,7 +30,7 @@ mod scgi_conn;
 mod shared;
 mod signals;
 mod slab;
-pub mod spool;
+mod spool;
 mod timer;
 mod waker;
 
@@ -43,7 +43,7 @@ pub use self::options::{LogFormat, LogTarget, Options};
 pub use self::peer_filter::Cidr;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
-pub use self::router::{Handler, Router};
+pub use self::router::Handler;
 
 use self::access_log::AccessLog;
 use self::context::{Ctx, Limits};
@@ -52,6 +52,7 @@ use self::janitor::Janitor;
 use self::listener::{Listener, UnixOptions};
 use self::peer_filter::PeerFilter;
 use self::pool::Pool;
+use self::router::Router;
 use self::waker::Waker;
 use crate::logfile::LogFile;
 use crate::spec::ListenSpec;
@@ -62,6 +63,7 @@ use crate::spec::ListenSpec;
 pub struct Error(String);
 
 impl Error {
+    /// An error with this message.
     pub fn new(msg: impl Into<String>) -> Error {
         Error(msg.into())
     }
@@ -157,6 +159,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// A builder with the default [`Options`] and nothing mounted.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }

@@ -21,6 +21,7 @@ use super::response::Response;
 /// # is_handler(&hello);
 /// ```
 pub trait Handler: Send + Sync + 'static {
+    /// Answers one request; an error after output went out cuts the response.
     fn handle(&self, req: &mut Request, resp: &mut Response) -> io::Result<()>;
 }
 
@@ -55,15 +56,6 @@ impl Router {
             .iter()
             .find(|(p, _)| matches(p, path))
             .map(|(_, h)| h)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.mounts.is_empty()
-    }
-
-    /// The mounted prefixes, for the start-up log line.
-    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
-        self.mounts.iter().map(|(p, _)| p.as_str())
     }
 }
 
