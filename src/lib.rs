@@ -6,8 +6,9 @@
 //! - [`Server`], built by a [`ServerBuilder`] from [`Options`] (listeners,
 //!   limits, timeouts, sockets, access log) and [`Handler`]s mounted on
 //!   path prefixes; a handler gets a [`Request`] (params, a streaming
-//!   [`Body`]) and writes a [`Response`]. The rest of the server's types
-//!   are in [`server`].
+//!   [`Body`]) and writes a [`Response`]. A [`StopHandle`] stops the
+//!   server from another thread. The rest of the server's types are in
+//!   [`server`].
 //! - [`ListenSpec`] (with its [`Protocol`] and [`Address`]): where to
 //!   listen, parsed from `fastcgi://127.0.0.1:9000`, `scgi:/run/a.sock`, …
 //! - [`protocol`]: the pure codecs, bytes in and events out, no sockets.
@@ -47,5 +48,5 @@ pub mod protocol;
 pub mod server;
 pub mod spec;
 
-pub use server::{Body, Handler, Options, Request, Response, Server, ServerBuilder};
+pub use server::{Body, Handler, Options, Request, Response, Server, ServerBuilder, StopHandle};
 pub use spec::{Address, ListenSpec, Protocol};

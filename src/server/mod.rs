@@ -31,6 +31,7 @@ mod shared;
 mod signals;
 mod slab;
 mod spool;
+mod stop;
 mod timer;
 mod waker;
 
@@ -44,6 +45,7 @@ pub use self::peer_filter::Cidr;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
 pub use self::router::Handler;
+pub use self::stop::StopHandle;
 
 use self::access_log::AccessLog;
 use self::context::{Ctx, Limits};
@@ -77,23 +79,44 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Builds a [`Server`]: listeners, handlers, limits.
+/// Builds a [`Server`]: listeners, handlers, limits. The calls may come
+/// in any order.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use fastgate::{Options, Request, Response, Server};
+///
+/// let mut options = Options::default();
+/// options.max_threads = 4;
+/// let mut builder = Server::builder();
+/// builder
+///     .listen("fastcgi://127.0.0.1:9000".parse().unwrap())
+///     .options(options)
+///     .mount("/", |_req: &mut Request, resp: &mut Response| resp.write_all(b"hi\n"));
+/// builder.build().unwrap().run().unwrap();
+/// ```
 #[derive(Default)]
 pub struct ServerBuilder {
     options: Options,
+    /// Added by [`ServerBuilder::listen`], kept apart so that
+    /// [`ServerBuilder::options`] never drops them.
+    listen: Vec<ListenSpec>,
     router: Router,
 }
 
 impl ServerBuilder {
-    /// Takes every limit and listener from `options`.
+    /// Takes every limit from `options`, replacing earlier ones. Its
+    /// listeners are served together with those added by
+    /// [`listen`](Self::listen), before or after this call.
     pub fn options(&mut self, options: Options) -> &mut Self {
         self.options = options;
         self
     }
 
-    /// Adds a listener.
+    /// Adds a listener, kept whatever [`options`](Self::options) come
+    /// before or after.
     pub fn listen(&mut self, spec: ListenSpec) -> &mut Self {
-        self.options.listen.push(spec);
+        self.listen.push(spec);
         self
     }
 
@@ -113,7 +136,7 @@ impl ServerBuilder {
     /// starts the worker pool.
     pub fn build(&mut self) -> Result<Server, Error> {
         raise_fd_limit();
-        let cfg = std::mem::take(&mut self.options);
+        let cfg = self.take_options();
         let listeners = open_listeners(&cfg)?;
         write_pidfile(cfg.pidfile.as_deref())?;
         let janitor = spawn_janitor(&cfg, &listeners)?;
@@ -146,6 +169,18 @@ impl ServerBuilder {
             janitor,
         })
     }
+
+    /// The options with every listener: those of the options, then those
+    /// of [`listen`](Self::listen) not already among them.
+    fn take_options(&mut self) -> Options {
+        let mut options = std::mem::take(&mut self.options);
+        for spec in std::mem::take(&mut self.listen) {
+            if !options.listen.contains(&spec) {
+                options.listen.push(spec);
+            }
+        }
+        options
+    }
 }
 
 /// A bound server, ready to run.
@@ -174,7 +209,13 @@ impl Server {
         self.event_loop.stats()
     }
 
-    /// Serves until TERM/INT (graceful) or QUIT (at once).
+    /// A handle that stops this server from another thread, as TERM does.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle::new(self.event_loop.term_writer())
+    }
+
+    /// Serves until TERM/INT (graceful) or QUIT (at once), or until a
+    /// [`StopHandle`] asks.
     pub fn run(mut self) -> Result<(), Error> {
         let result = self
             .event_loop
