@@ -354,3 +354,40 @@ fn raise_fd_limit() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> ListenSpec {
+        s.parse().unwrap()
+    }
+
+    fn options_listening(on: &[&str]) -> Options {
+        Options {
+            listen: on.iter().map(|s| spec(s)).collect(),
+            ..Options::default()
+        }
+    }
+
+    #[test]
+    fn listeners_are_kept_whatever_the_order() {
+        let mut before = Server::builder();
+        before.listen(spec("127.0.0.1:1"));
+        before.options(options_listening(&["/a.sock"]));
+        let mut after = Server::builder();
+        after.options(options_listening(&["/a.sock"]));
+        after.listen(spec("127.0.0.1:1"));
+        let want = [spec("/a.sock"), spec("127.0.0.1:1")];
+        assert_eq!(before.take_options().listen, want);
+        assert_eq!(after.take_options().listen, want);
+    }
+
+    #[test]
+    fn a_listener_given_twice_is_bound_once() {
+        let mut b = Server::builder();
+        b.listen(spec("/a.sock"));
+        b.options(options_listening(&["/a.sock"]));
+        assert_eq!(b.take_options().listen, [spec("/a.sock")]);
+    }
+}
