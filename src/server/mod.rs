@@ -143,18 +143,9 @@ impl ServerBuilder {
         privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref())?;
         let waker = Arc::new(Waker::new().map_err(|e| Error::new(format!("eventfd: {e}")))?);
         let (sender, rx) = message::channel(waker.clone());
-        let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue);
         let specs = listeners.iter().map(|l| l.spec.clone()).collect();
-        let mut ctx = Ctx::new(
-            limits(&cfg),
-            Arc::new(std::mem::take(&mut self.router)),
-            pool,
-            sender,
-        );
-        ctx.access_log = open_access_log(&cfg)?;
-        ctx.slow_threshold = cfg.slow_threshold;
-        let temp_dir = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-        ctx.temp = spool::TempSpace::new(temp_dir, cfg.max_temp_bytes);
+        let router = Arc::new(std::mem::take(&mut self.router));
+        let ctx = new_ctx(&cfg, router, sender)?;
         let filter = PeerFilter {
             cidrs: cfg.allow_from.clone(),
             uids: cfg.allow_uid.clone(),
@@ -231,6 +222,18 @@ impl Server {
         drop(janitor);
         result
     }
+}
+
+/// What the loop's connections share: limits, handlers, the pool (whose
+/// threads start here), the access log and the temporary space.
+fn new_ctx(cfg: &Options, router: Arc<Router>, sender: message::LoopSender) -> Result<Ctx, Error> {
+    let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue);
+    let mut ctx = Ctx::new(limits(cfg), router, pool, sender);
+    ctx.access_log = open_access_log(cfg)?;
+    ctx.slow_threshold = cfg.slow_threshold;
+    let temp_dir = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    ctx.temp = spool::TempSpace::new(temp_dir, cfg.max_temp_bytes);
+    Ok(ctx)
 }
 
 fn limits(cfg: &Options) -> Limits {
