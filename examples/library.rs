@@ -12,7 +12,9 @@ use std::io::{Read, Write};
 use fastgate::{Request, Response, Server};
 
 fn greet(req: &mut Request, resp: &mut Response) -> std::io::Result<()> {
-    let name = req.query_param("name").unwrap_or("world").to_string();
+    // Decoded: `?name=Ada+L%C3%B6w` greets "Ada Löw".
+    let name = req.query_param("name");
+    let name = name.as_deref().unwrap_or("world");
     resp.set_header("Content-Type", "text/plain; charset=utf-8");
     writeln!(resp, "Hello, {name}!")
 }

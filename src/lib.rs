@@ -1,13 +1,25 @@
 //! fastgate: a backend that answers a front web server (nginx, lighttpd,
 //! Apache, HAProxy) over FastCGI and SCGI, on TCP or Unix sockets.
 //!
-//! The crate is a library with a thin binary on top (`src/main.rs`):
+//! The public API is what this file exports:
 //!
-//! - [`protocol`] holds the pure codecs: bytes in, events out, no sockets.
-//! - [`server`] holds the event loop, the connections and the worker pool.
-//! - [`apps`] holds the built-in applications the binary mounts.
-//! - [`config`] holds the resolved configuration of `fastgate serve`.
-//! - [`client`] sends one request to a backend (`fastgate request`).
+//! - [`Server`], built by a [`ServerBuilder`] from [`Options`] (listeners,
+//!   limits, timeouts, sockets, access log) and [`Handler`]s mounted on
+//!   path prefixes; a handler gets a [`Request`] (params, a streaming
+//!   [`Body`]) and writes a [`Response`]. A [`StopHandle`] stops the
+//!   server from another thread. The rest of the server's types are in
+//!   [`server`].
+//! - [`ListenSpec`] (with its [`Protocol`] and [`Address`]): where to
+//!   listen, parsed from `fastcgi://127.0.0.1:9000`, `scgi:/run/a.sock`, …
+//! - [`protocol`]: the pure codecs, bytes in and events out, no sockets.
+//! - [`client`]: sends one request to a backend, as a front server would.
+//! - [`apps`]: the built-in applications (`hello`, `echo`, …), mountable
+//!   like any handler.
+//!
+//! The `fastgate` binary is a thin command line over the same library
+//! (hidden module `cli`). It needs clap and env_logger, which come with
+//! the default `cli` feature; a program that only uses the library
+//! depends on `fastgate` with `default-features = false` and gets neither.
 //!
 //! A server is built in a few lines:
 //!
@@ -24,15 +36,20 @@
 //! server.build().unwrap().run().unwrap();
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod apps;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 pub mod client;
-pub mod config;
-pub mod logfile;
+mod logfile;
 pub mod protocol;
 pub mod server;
 pub mod spec;
 
 pub use server::{
-    AsyncHandler, Handler, LoopHandle, Reply, Request, Response, Server, ServerBuilder, TimerHandle,
+    AsyncHandler, Body, Handler, LoopHandle, Options, Reply, Request, Response, Server,
+    ServerBuilder, StopHandle, TimerHandle,
 };
-pub use spec::ListenSpec;
+pub use spec::{Address, ListenSpec, Protocol};

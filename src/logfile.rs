@@ -55,15 +55,6 @@ impl LogFile {
 
 /// Why a file could not be created or opened at `path`, lowercase and
 /// naming the fix: `directory /var/log/fastgate does not exist`.
-///
-/// ```
-/// use std::io;
-/// use std::path::Path;
-/// use fastgate::logfile::describe_open_error;
-/// let denied = io::Error::from(io::ErrorKind::PermissionDenied);
-/// let why = describe_open_error(Path::new("/var/log/f.log"), &denied);
-/// assert!(why.starts_with("permission denied"));
-/// ```
 pub fn describe_open_error(path: &Path, e: &io::Error) -> String {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     match (e.kind(), dir) {
@@ -101,8 +92,10 @@ pub fn reopen_all() {
 }
 
 /// A `Write` handle for env_logger's pipe target.
+#[cfg(feature = "cli")]
 pub struct Writer(pub Arc<LogFile>);
 
+#[cfg(feature = "cli")]
 impl Write for Writer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write_all(buf)?;

@@ -16,8 +16,11 @@ use std::str::FromStr;
 /// Which protocol a listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
+    /// FastCGI 1.0 (`fastcgi:`).
     FastCgi,
+    /// SCGI (`scgi:`).
     Scgi,
+    /// Plain HTTP/1.1, for development (`http:`).
     Http,
     /// Each connection's first byte decides: 0x01 FastCGI, a digit SCGI.
     Auto,
@@ -38,14 +41,18 @@ impl Protocol {
 /// Where a listener is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Address {
+    /// A TCP address; IPv6 is written `[::1]:PORT`.
     Tcp(SocketAddr),
+    /// An absolute Unix socket path.
     Unix(PathBuf),
 }
 
 /// A parsed `--listen` value.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListenSpec {
+    /// What the listener speaks.
     pub protocol: Protocol,
+    /// Where it listens.
     pub address: Address,
 }
 

@@ -79,12 +79,10 @@ fn start() -> Running {
             std::io::Write::write_all(resp, b"done\n")
         },
     );
-    b.config(fastgate::config::Config {
-        min_threads: 1,
-        max_threads: 1,
-        listen: vec!["fastcgi://127.0.0.1:0".parse().unwrap()],
-        ..Default::default()
-    });
+    let mut options = fastgate::Options::default();
+    options.min_threads = 1;
+    options.max_threads = 1;
+    b.options(options);
     let server = b.build().expect("build");
     let spec = server.listen_specs()[0].to_string();
     let stats = server.stats();

@@ -15,7 +15,9 @@ use super::Error;
 /// A parsed response head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
+    /// The `Status` header's code, 200 when absent (302 with a `Location`).
     pub status: u16,
+    /// The `Status` header's reason phrase, or the standard one.
     pub reason: String,
     /// Every header but `Status`, in order, values trimmed.
     pub headers: Vec<(String, String)>,
@@ -35,7 +37,12 @@ impl Head {
 #[derive(Debug)]
 pub enum Parsed {
     /// The head ends after `consumed` bytes; the body follows.
-    Complete { consumed: usize, head: Head },
+    Complete {
+        /// Bytes of the head, blank line included.
+        consumed: usize,
+        /// The head.
+        head: Head,
+    },
     /// More bytes are needed.
     Partial,
 }

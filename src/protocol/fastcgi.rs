@@ -34,16 +34,27 @@ pub const FCGI_MPXS_CONNS: &str = "FCGI_MPXS_CONNS";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum RecordType {
+    /// BEGIN_REQUEST: starts a request, with its role and flags.
     BeginRequest = 1,
+    /// ABORT_REQUEST: the front server gives up on a request.
     AbortRequest = 2,
+    /// END_REQUEST: the application ends a request.
     EndRequest = 3,
+    /// PARAMS: the name-value pairs of a request (a stream).
     Params = 4,
+    /// STDIN: the request body (a stream).
     Stdin = 5,
+    /// STDOUT: the response (a stream).
     Stdout = 6,
+    /// STDERR: the application's error output (a stream).
     Stderr = 7,
+    /// DATA: the file a FILTER filters (a stream).
     Data = 8,
+    /// GET_VALUES: a management query of the application's variables.
     GetValues = 9,
+    /// GET_VALUES_RESULT: the answer to GET_VALUES.
     GetValuesResult = 10,
+    /// UNKNOWN_TYPE: the answer to a management record of an unknown type.
     UnknownType = 11,
 }
 
@@ -73,8 +84,11 @@ impl RecordType {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 pub enum Role {
+    /// Answers a request: the usual role.
     Responder = 1,
+    /// Says yes (200) or no to a request, without its body.
     Authorizer = 2,
+    /// Answers with a filtered version of the DATA stream.
     Filter = 3,
 }
 
@@ -95,9 +109,13 @@ impl Role {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ProtocolStatus {
+    /// The request was answered.
     RequestComplete = 0,
+    /// A second request on a connection that does not multiplex.
     CantMpxConn = 1,
+    /// The application is out of some resource (here: past FCGI_MAX_REQS).
     Overloaded = 2,
+    /// The application does not take this role.
     UnknownRole = 3,
 }
 
@@ -118,10 +136,15 @@ impl ProtocolStatus {
 /// Stream record kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
+    /// PARAMS.
     Params,
+    /// STDIN.
     Stdin,
+    /// DATA.
     Data,
+    /// STDOUT.
     Stdout,
+    /// STDERR.
     Stderr,
 }
 
@@ -164,10 +187,15 @@ impl Stream {
 /// The 8-byte header that starts every record (FastCGI 1.0 §3.3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Header {
+    /// Always `FCGI_VERSION_1` from a well-behaved peer.
     pub version: u8,
+    /// The raw [`RecordType`] value.
     pub record_type: u8,
+    /// 0 for management records.
     pub request_id: u16,
+    /// Bytes of content that follow the header.
     pub content_length: u16,
+    /// Bytes of padding after the content.
     pub padding_length: u8,
 }
 
@@ -189,16 +217,25 @@ impl Header {
 pub enum Event<'a> {
     /// BEGIN_REQUEST; `role` stays raw so the host can answer UNKNOWN_ROLE.
     BeginRequest {
+        /// The request this record starts.
         request_id: u16,
+        /// The raw [`Role`] value.
         role: u16,
+        /// `FCGI_KEEP_CONN` or 0.
         flags: u8,
     },
+    /// ABORT_REQUEST.
     AbortRequest {
+        /// The request given up on.
         request_id: u16,
     },
+    /// END_REQUEST (client side).
     EndRequest {
+        /// The request ended.
         request_id: u16,
+        /// The application's exit status.
         app_status: u32,
+        /// The raw [`ProtocolStatus`] value.
         protocol_status: u8,
     },
     /// A piece of a stream record's content, borrowed from the input. A record may be
@@ -206,25 +243,33 @@ pub enum Event<'a> {
     /// that a record with content_length 0 yields exactly one event with empty `data`:
     /// the end of that stream.
     Stream {
+        /// Which stream.
         stream: Stream,
+        /// The request it belongs to.
         request_id: u16,
+        /// The bytes of this piece.
         data: &'a [u8],
     },
     /// GET_VALUES (management, request id 0): the variables asked for.
     GetValues {
+        /// The variable names.
         names: Vec<Vec<u8>>,
     },
     /// GET_VALUES_RESULT: the variables and their values.
     GetValuesResult {
+        /// Name and value of each variable.
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
     },
     /// An UNKNOWN_TYPE record received (client side).
     UnknownType {
+        /// The type the peer did not know.
         record_type: u8,
     },
     /// A record whose type is not one of the 11 above (content skipped); a server answers UNKNOWN_TYPE.
     Unknown {
+        /// The raw type.
         record_type: u8,
+        /// The request id it carried.
         request_id: u16,
     },
 }

@@ -20,11 +20,19 @@ pub enum Error {
     BadVersion(u8),
     /// A FastCGI record whose content length is wrong for its type
     /// (BEGIN_REQUEST, END_REQUEST and UNKNOWN_TYPE bodies are 8 bytes).
-    BadRecordLength { record_type: u8, length: u16 },
+    BadRecordLength {
+        /// The raw record type.
+        record_type: u8,
+        /// Its content length.
+        length: u16,
+    },
     /// A name-value pair whose lengths run past the end of its block.
     BadPair,
     /// A request's params are larger than the configured limit.
-    ParamsTooLarge { limit: usize },
+    ParamsTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// An SCGI netstring is malformed; the text says how.
     BadNetstring(String),
     /// An SCGI header breaks the SCGI rules; the text says how.
@@ -32,7 +40,10 @@ pub enum Error {
     /// A CGI response head has a malformed line or a bad `Status`.
     BadCgiHeader(String),
     /// A CGI response head did not end within its limit.
-    HeadTooLarge { limit: usize },
+    HeadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 impl Error {

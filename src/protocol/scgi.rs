@@ -19,8 +19,11 @@ pub enum Header {
     /// The header is complete: `consumed` bytes (the whole netstring) hold
     /// `params`; the body of `content_length` bytes follows.
     Complete {
+        /// Bytes of the netstring, which the body follows.
         consumed: usize,
+        /// The header's name-value pairs.
         params: Params,
+        /// `CONTENT_LENGTH`: the bytes of body that follow.
         content_length: u64,
     },
     /// More bytes are needed.

@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::LogFormat;
+use super::options::LogFormat;
 use crate::logfile::LogFile;
 use crate::protocol::params::Params;
 

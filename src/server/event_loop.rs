@@ -125,6 +125,12 @@ impl EventLoop {
         super::message::LoopHandle::new(self.ctx.sender.clone())
     }
 
+    /// Where a `StopHandle` writes: TERM's own socket, so a stop asked
+    /// by another thread takes the path a TERM takes.
+    pub fn term_writer(&self) -> Arc<std::os::unix::net::UnixStream> {
+        self.signals.term_writer()
+    }
+
     /// Runs until a signal stops the process.
     pub fn run(&mut self) -> io::Result<()> {
         while self.run != Run::Done {

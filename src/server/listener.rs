@@ -381,14 +381,6 @@ impl Stream {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
         }
     }
-
-    /// Writes several buffers with one writev.
-    pub fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
-        }
-    }
 }
 
 impl Read for Stream {

@@ -15,11 +15,12 @@ mod context;
 mod event_loop;
 mod fastcgi_conn;
 mod janitor;
-pub mod listener;
+mod listener;
 mod message;
+mod options;
 mod output;
 mod peer_filter;
-pub mod poller;
+mod poller;
 mod pool;
 pub(crate) mod privileges;
 mod reply;
@@ -30,8 +31,9 @@ mod scgi_conn;
 mod shared;
 mod signals;
 mod slab;
-pub mod spool;
+mod spool;
 mod stats;
+mod stop;
 mod timer;
 mod waker;
 
@@ -40,11 +42,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::message::{LoopHandle, TimerHandle};
+pub use self::options::{LogFormat, LogTarget, Options};
+pub use self::peer_filter::Cidr;
 pub use self::reply::Reply;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
-pub use self::router::{AsyncHandler, Handler, Route, Router};
+pub use self::router::{AsyncHandler, Handler, Route};
 pub use self::stats::{Histogram, Stats, BUCKETS_US};
+pub use self::stop::StopHandle;
 
 use self::access_log::AccessLog;
 use self::context::{Ctx, Limits};
@@ -53,8 +58,8 @@ use self::janitor::Janitor;
 use self::listener::{Listener, UnixOptions};
 use self::peer_filter::PeerFilter;
 use self::pool::Pool;
+use self::router::Router;
 use self::waker::Waker;
-use crate::config::{Config, LogTarget};
 use crate::logfile::LogFile;
 use crate::spec::ListenSpec;
 
@@ -64,6 +69,7 @@ use crate::spec::ListenSpec;
 pub struct Error(String);
 
 impl Error {
+    /// An error with this message.
     pub fn new(msg: impl Into<String>) -> Error {
         Error(msg.into())
     }
@@ -77,9 +83,27 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Builds a [`Server`]: listeners, handlers, limits.
+/// Builds a [`Server`]: listeners, handlers, limits. The calls may come
+/// in any order.
+///
+/// ```no_run
+/// use std::io::Write;
+/// use fastgate::{Options, Request, Response, Server};
+///
+/// let mut options = Options::default();
+/// options.max_threads = 4;
+/// let mut builder = Server::builder();
+/// builder
+///     .listen("fastcgi://127.0.0.1:9000".parse().unwrap())
+///     .options(options)
+///     .mount("/", |_req: &mut Request, resp: &mut Response| resp.write_all(b"hi\n"));
+/// builder.build().unwrap().run().unwrap();
+/// ```
 pub struct ServerBuilder {
-    config: Config,
+    options: Options,
+    /// Added by [`ServerBuilder::listen`], kept apart so that
+    /// [`ServerBuilder::options`] never drops them.
+    listen: Vec<ListenSpec>,
     router: Router,
     /// Made with the builder, so handlers built before the server (the
     /// `status` app) can read it.
@@ -89,7 +113,8 @@ pub struct ServerBuilder {
 impl Default for ServerBuilder {
     fn default() -> Self {
         ServerBuilder {
-            config: Config::default(),
+            options: Options::default(),
+            listen: Vec::new(),
             router: Router::default(),
             stats: Arc::new(Stats::started_now()),
         }
@@ -102,16 +127,18 @@ impl ServerBuilder {
         Arc::clone(&self.stats)
     }
 
-    /// Takes every limit and listener from a configuration (mounts of
-    /// built-in apps are added by [`serve`], not here).
-    pub fn config(&mut self, config: Config) -> &mut Self {
-        self.config = config;
+    /// Takes every limit from `options`, replacing earlier ones. Its
+    /// listeners are served together with those added by
+    /// [`listen`](Self::listen), before or after this call.
+    pub fn options(&mut self, options: Options) -> &mut Self {
+        self.options = options;
         self
     }
 
-    /// Adds a listener.
+    /// Adds a listener, kept whatever [`options`](Self::options) come
+    /// before or after.
     pub fn listen(&mut self, spec: ListenSpec) -> &mut Self {
-        self.config.listen.push(spec);
+        self.listen.push(spec);
         self
     }
 
@@ -144,7 +171,7 @@ impl ServerBuilder {
     /// starts the worker pool.
     pub fn build(&mut self) -> Result<Server, Error> {
         raise_fd_limit();
-        let cfg = std::mem::take(&mut self.config);
+        let cfg = self.take_options();
         let listeners = open_listeners(&cfg)?;
         write_pidfile(cfg.pidfile.as_deref())?;
         let janitor = spawn_janitor(&cfg, &listeners)?;
@@ -154,19 +181,9 @@ impl ServerBuilder {
         let waker = Waker::new(stats.clone()).map_err(|e| Error::new(format!("eventfd: {e}")))?;
         let waker = Arc::new(waker);
         let (sender, rx) = message::channel(waker.clone());
-        let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue, stats.clone());
         let specs = listeners.iter().map(|l| l.spec.clone()).collect();
-        let mut ctx = Ctx::new(
-            limits(&cfg),
-            Arc::new(std::mem::take(&mut self.router)),
-            pool,
-            sender,
-        );
-        ctx.stats = stats;
-        ctx.access_log = open_access_log(&cfg)?;
-        ctx.slow_threshold = cfg.slow_threshold;
-        let temp_dir = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-        ctx.temp = spool::TempSpace::new(temp_dir, cfg.max_temp_bytes);
+        let router = Arc::new(std::mem::take(&mut self.router));
+        let ctx = new_ctx(&cfg, router, sender, stats)?;
         let filter = PeerFilter {
             cidrs: cfg.allow_from.clone(),
             uids: cfg.allow_uid.clone(),
@@ -181,6 +198,18 @@ impl ServerBuilder {
             janitor,
         })
     }
+
+    /// The options with every listener: those of the options, then those
+    /// of [`listen`](Self::listen) not already among them.
+    fn take_options(&mut self) -> Options {
+        let mut options = std::mem::take(&mut self.options);
+        for spec in std::mem::take(&mut self.listen) {
+            if !options.listen.contains(&spec) {
+                options.listen.push(spec);
+            }
+        }
+        options
+    }
 }
 
 /// A bound server, ready to run.
@@ -194,6 +223,7 @@ pub struct Server {
 }
 
 impl Server {
+    /// A builder with the default [`Options`] and nothing mounted.
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
@@ -214,7 +244,13 @@ impl Server {
         self.event_loop.loop_handle()
     }
 
-    /// Serves until TERM/INT (graceful) or QUIT (at once).
+    /// A handle that stops this server from another thread, as TERM does.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle::new(self.event_loop.term_writer())
+    }
+
+    /// Serves until TERM/INT (graceful) or QUIT (at once), or until a
+    /// [`StopHandle`] asks.
     pub fn run(mut self) -> Result<(), Error> {
         let result = self
             .event_loop
@@ -232,7 +268,25 @@ impl Server {
     }
 }
 
-fn limits(cfg: &Config) -> Limits {
+/// What the loop's connections share: limits, handlers, the pool (whose
+/// threads start here), the access log and the temporary space.
+fn new_ctx(
+    cfg: &Options,
+    router: Arc<Router>,
+    sender: message::LoopSender,
+    stats: Arc<Stats>,
+) -> Result<Ctx, Error> {
+    let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue, stats.clone());
+    let mut ctx = Ctx::new(limits(cfg), router, pool, sender);
+    ctx.stats = stats;
+    ctx.access_log = open_access_log(cfg)?;
+    ctx.slow_threshold = cfg.slow_threshold;
+    let temp_dir = cfg.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    ctx.temp = spool::TempSpace::new(temp_dir, cfg.max_temp_bytes);
+    Ok(ctx)
+}
+
+fn limits(cfg: &Options) -> Limits {
     let (params_per_conn, params_per_process) = Limits::params_budgets(cfg.max_params_bytes);
     Limits {
         max_conns: cfg.max_conns,
@@ -266,7 +320,7 @@ fn write_pidfile(path: Option<&Path>) -> Result<(), Error> {
 }
 
 /// A janitor when root is dropped with files to remove at exit.
-fn spawn_janitor(cfg: &Config, listeners: &[Listener]) -> Result<Option<Janitor>, Error> {
+fn spawn_janitor(cfg: &Options, listeners: &[Listener]) -> Result<Option<Janitor>, Error> {
     let dropping = cfg.user.is_some() || cfg.group.is_some();
     let mut files: Vec<PathBuf> = listeners
         .iter()
@@ -282,7 +336,7 @@ fn spawn_janitor(cfg: &Config, listeners: &[Listener]) -> Result<Option<Janitor>
 }
 
 /// `--listen` specs, else fd 0, else systemd's sockets, else the default.
-fn open_listeners(cfg: &Config) -> Result<Vec<Listener>, Error> {
+fn open_listeners(cfg: &Options) -> Result<Vec<Listener>, Error> {
     let unix = UnixOptions {
         mode: cfg.socket_mode.unwrap_or(0o660),
         owner: privileges::socket_owner(
@@ -315,7 +369,7 @@ fn warn_root_only(listeners: &[Listener], unix: &UnixOptions) {
 }
 
 /// The listeners themselves, from the first source that has any.
-fn bind_listeners(cfg: &Config, unix: &UnixOptions) -> Result<Vec<Listener>, Error> {
+fn bind_listeners(cfg: &Options, unix: &UnixOptions) -> Result<Vec<Listener>, Error> {
     if !cfg.listen.is_empty() {
         return cfg.listen.iter().map(|s| Listener::bind(s, unix)).collect();
     }
@@ -333,7 +387,7 @@ fn bind_listeners(cfg: &Config, unix: &UnixOptions) -> Result<Vec<Listener>, Err
 }
 
 /// `--access-log`: stdout (`-`) or a file reopened on USR1.
-fn open_access_log(cfg: &Config) -> Result<Option<AccessLog>, Error> {
+fn open_access_log(cfg: &Options) -> Result<Option<AccessLog>, Error> {
     let target = match &cfg.access_log {
         None => return Ok(None),
         Some(LogTarget::Stdout) => access_log::Target::Stdout,
@@ -354,40 +408,39 @@ fn raise_fd_limit() {
     }
 }
 
-/// Runs `fastgate serve` with the built-in apps until a signal stops it.
-pub fn serve(config: Config) -> Result<(), Error> {
-    let mut builder = Server::builder();
-    let mounts = if config.mounts.is_empty() {
-        vec![crate::config::Mount {
-            prefix: "/".into(),
-            app: "hello".into(),
-        }]
-    } else {
-        config.mounts.clone()
-    };
-    let threads = (config.min_threads, config.max_threads, config.queue);
-    let stats = builder.stats();
-    for m in &mounts {
-        let app = crate::apps::build(&m.app, &m.prefix, &stats)
-            .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
-        builder.mount_route(&m.prefix, app);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(s: &str) -> ListenSpec {
+        s.parse().unwrap()
     }
-    let server = builder.config(config).build()?;
-    for spec in server.listen_specs() {
-        log::info!("listening on {spec}");
+
+    fn options_listening(on: &[&str]) -> Options {
+        Options {
+            listen: on.iter().map(|s| spec(s)).collect(),
+            ..Options::default()
+        }
     }
-    let mounts: Vec<String> = mounts
-        .iter()
-        .map(|m| format!("{}={}", m.prefix, m.app))
-        .collect();
-    log::info!(
-        "fastgate {} pid {}: threads {}..{}, queue {}, mounts {}",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        threads.0,
-        threads.1,
-        threads.2,
-        mounts.join(",")
-    );
-    server.run()
+
+    #[test]
+    fn listeners_are_kept_whatever_the_order() {
+        let mut before = Server::builder();
+        before.listen(spec("127.0.0.1:1"));
+        before.options(options_listening(&["/a.sock"]));
+        let mut after = Server::builder();
+        after.options(options_listening(&["/a.sock"]));
+        after.listen(spec("127.0.0.1:1"));
+        let want = [spec("/a.sock"), spec("127.0.0.1:1")];
+        assert_eq!(before.take_options().listen, want);
+        assert_eq!(after.take_options().listen, want);
+    }
+
+    #[test]
+    fn a_listener_given_twice_is_bound_once() {
+        let mut b = Server::builder();
+        b.listen(spec("/a.sock"));
+        b.options(options_listening(&["/a.sock"]));
+        assert_eq!(b.take_options().listen, [spec("/a.sock")]);
+    }
 }

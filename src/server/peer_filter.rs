@@ -1,11 +1,89 @@
 //! Who may connect: `--allow-from` ranges for TCP peers and
 //! `--allow-uid`/`--allow-gid` credentials (SO_PEERCRED) for Unix peers.
-//! An empty list allows everyone of that kind.
+//! An empty list allows everyone of that kind. [`Cidr`], the network type
+//! of the allow list, lives here too.
+
+use std::net::IpAddr;
 
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 
 use super::listener::Stream;
-use crate::config::Cidr;
+
+/// An IPv4 or IPv6 network for `--allow-from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network's address, host bits cleared.
+    pub addr: IpAddr,
+    /// How many leading bits of `addr` make the network.
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    /// A network of `prefix_len` leading bits of `addr`; the host bits are
+    /// cleared (as nginx's `allow` does) and the length is capped at the
+    /// address width.
+    pub fn new(addr: IpAddr, prefix_len: u8) -> Cidr {
+        match addr {
+            IpAddr::V4(a) => {
+                let len = prefix_len.min(32);
+                let bits = u32::from(a) & mask_v4(len);
+                Cidr {
+                    addr: IpAddr::V4(bits.into()),
+                    prefix_len: len,
+                }
+            }
+            IpAddr::V6(a) => {
+                let len = prefix_len.min(128);
+                let bits = u128::from(a) & mask_v6(len);
+                Cidr {
+                    addr: IpAddr::V6(bits.into()),
+                    prefix_len: len,
+                }
+            }
+        }
+    }
+
+    /// Whether `ip` lies in this network. An IPv4-mapped IPv6 peer
+    /// (`::ffff:10.1.2.3`, what a dual-stack socket reports) counts as its
+    /// IPv4 address.
+    ///
+    /// ```
+    /// use fastgate::server::Cidr;
+    /// let net = Cidr::new("10.0.0.0".parse().unwrap(), 8);
+    /// assert!(net.contains("10.9.8.7".parse().unwrap()));
+    /// assert!(net.contains("::ffff:10.9.8.7".parse().unwrap()));
+    /// assert!(!net.contains("11.0.0.1".parse().unwrap()));
+    /// ```
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                u32::from(a) & mask_v4(self.prefix_len) == u32::from(net)
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                u128::from(a) & mask_v6(self.prefix_len) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn mask_v4(len: u8) -> u32 {
+    match len {
+        0 => 0,
+        n => u32::MAX << (32 - u32::from(n.min(32))),
+    }
+}
+
+fn mask_v6(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        n => u128::MAX << (128 - u32::from(n.min(128))),
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct PeerFilter {

@@ -2,6 +2,7 @@
 //! for (method, path, query, headers), the role, and the body as an
 //! `io::Read` that yields bytes while they are still arriving.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 use std::sync::Arc;
 
@@ -79,12 +80,15 @@ impl Request {
         self.param("QUERY_STRING").unwrap_or("")
     }
 
-    /// One query parameter's raw value (`ms` in `?ms=20`), not decoded.
-    pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query().split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then_some(v)
-        })
+    /// The first value of a query parameter, decoded as a form is
+    /// (`application/x-www-form-urlencoded`: `%XX` escapes, `+` for a
+    /// space; bytes that are not UTF-8 become U+FFFD). Names are decoded
+    /// too before they are compared. Borrowed when nothing was escaped.
+    ///
+    /// With `QUERY_STRING` `name=Ada+L%C3%B6w&ms=20`, `query_param("name")`
+    /// is `Ada Löw` and `query_param("ms")` is `20`.
+    pub fn query_param(&self, name: &str) -> Option<Cow<'_, str>> {
+        query_value(self.query(), name)
     }
 
     /// An HTTP request header by name (`Content-Type`, `x-request-id`):
@@ -143,6 +147,11 @@ impl Request {
     }
 }
 
+/// The first value of `name` in a form-encoded query.
+fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
+    form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| (k == name).then_some(v))
+}
+
 /// The routing path of a request's params.
 pub(crate) fn routing_path(params: &Params) -> String {
     let script = params.get_str("SCRIPT_NAME").unwrap_or("");
@@ -178,5 +187,19 @@ mod tests {
             "/x/y"
         );
         assert_eq!(routing_path(&params(&[])), "/");
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        let q = "name=Ada+L%C3%B6w&ms=20&a%26b=c%3Dd&empty=&flag&ms=30";
+        let value = |name| query_value(q, name);
+        assert_eq!(value("name").as_deref(), Some("Ada Löw"));
+        assert_eq!(value("ms").as_deref(), Some("20"));
+        assert_eq!(value("a&b").as_deref(), Some("c=d"));
+        assert_eq!(value("empty").as_deref(), Some(""));
+        assert_eq!(value("flag").as_deref(), Some(""));
+        assert_eq!(value("missing"), None);
+        assert!(matches!(value("ms"), Some(Cow::Borrowed(_))));
+        assert_eq!(query_value("x=%FF", "x").as_deref(), Some("\u{FFFD}"));
     }
 }

@@ -84,6 +84,7 @@ impl Response {
         self.status = status;
     }
 
+    /// The status set so far.
     pub fn status(&self) -> u16 {
         self.status
     }

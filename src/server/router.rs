@@ -24,6 +24,7 @@ use super::response::Response;
 /// # is_handler(&hello);
 /// ```
 pub trait Handler: Send + Sync + 'static {
+    /// Answers one request; an error after output went out cuts the response.
     fn handle(&self, req: &mut Request, resp: &mut Response) -> io::Result<()>;
 }
 
@@ -57,6 +58,7 @@ where
 /// # is_async(&at_once);
 /// ```
 pub trait AsyncHandler: Send + Sync + 'static {
+    /// Answers `req` through `reply`, now or later; never blocks.
     fn call(&self, req: Request, reply: Reply);
 }
 
@@ -100,15 +102,6 @@ impl Router {
             .iter()
             .find(|(p, _)| matches(p, path))
             .map(|(p, r)| (p.as_str(), r))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.mounts.is_empty()
-    }
-
-    /// The mounted prefixes, for the start-up log line.
-    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
-        self.mounts.iter().map(|(p, _)| p.as_str())
     }
 }
 

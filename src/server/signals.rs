@@ -4,6 +4,7 @@
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
 
@@ -40,19 +41,33 @@ const SIGNALS: [(i32, Signal); 8] = [
 pub struct Signals {
     readers: Vec<(UnixStream, Signal)>,
     ids: Vec<signal_hook::SigId>,
+    /// TERM's writing end, shared with every `StopHandle`: writing a byte
+    /// there is TERM arriving.
+    term: Arc<UnixStream>,
 }
 
 impl Signals {
     pub fn install() -> io::Result<Signals> {
         let mut readers = Vec::new();
         let mut ids = Vec::new();
+        let mut term = None;
         for (num, sig) in SIGNALS {
             let (reader, writer) = UnixStream::pair()?;
             reader.set_nonblocking(true)?;
+            if sig == Signal::Term {
+                term = Some(Arc::new(writer.try_clone()?));
+            }
             ids.push(signal_hook::low_level::pipe::register(num, writer)?);
             readers.push((reader, sig));
         }
-        Ok(Signals { readers, ids })
+        // SIGNALS lists TERM, so the loop above has set it.
+        let term = term.expect("TERM is in SIGNALS");
+        Ok(Signals { readers, ids, term })
+    }
+
+    /// TERM's writing end, for a `StopHandle`.
+    pub fn term_writer(&self) -> Arc<UnixStream> {
+        self.term.clone()
     }
 
     /// The fds to register, with their index.

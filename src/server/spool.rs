@@ -33,6 +33,7 @@ impl TempSpace {
     }
 
     /// Bytes held in temporary files now.
+    #[cfg(test)]
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }

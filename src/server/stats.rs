@@ -25,11 +25,14 @@ pub const BUCKETS_US: [u64; 16] = [
 pub struct Histogram {
     /// Observations per bucket (not cumulative); the last is +Inf.
     pub buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    /// Observations in all.
     pub count: AtomicU64,
+    /// Their sum, in microseconds.
     pub sum_us: AtomicU64,
 }
 
 impl Histogram {
+    /// Counts one duration.
     pub fn observe(&self, d: Duration) {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         let i = BUCKETS_US
@@ -48,29 +51,42 @@ impl Histogram {
 pub struct Stats {
     /// Unix seconds when the server was built.
     pub start_time: AtomicU64,
+    /// Connections accepted since the start.
     pub accepted_conns: AtomicU64,
     /// Gauge: connections open now.
     pub active_conns: AtomicU64,
     /// Requests answered (by a handler or by the loop itself).
     pub requests: AtomicU64,
+    /// Requests aborted by the client or a timeout.
     pub aborted_requests: AtomicU64,
+    /// Client errors: broken protocol, slow or stalled clients.
     pub protocol_errors: AtomicU64,
+    /// Requests slower than `slow_threshold`.
     pub slow_requests: AtomicU64,
-    /// Refusals the loop answered itself, by status.
+    /// Refusals the loop answered itself, by status: a malformed request.
     pub refused_400: AtomicU64,
+    /// No mount matched.
     pub refused_404: AtomicU64,
+    /// The body stalled past `body_timeout`.
     pub refused_408: AtomicU64,
+    /// A body past its limit, or past the temporary space.
     pub refused_413: AtomicU64,
+    /// Params past their limit or budget.
     pub refused_431: AtomicU64,
+    /// The queue was full, or a spool budget spent.
     pub refused_503: AtomicU64,
+    /// Past `request_timeout` before any output.
     pub refused_504: AtomicU64,
     /// Jobs handed to the pool, and jobs a worker picked up: their
     /// difference is the queue's length.
     pub queue_submitted: AtomicU64,
+    /// Jobs a worker picked up.
     pub queue_picked: AtomicU64,
+    /// The longest the queue has been.
     pub max_queue_len: AtomicU64,
-    /// Gauges: worker threads alive, and of those waiting for a job.
+    /// Gauge: worker threads alive.
     pub threads_total: AtomicU64,
+    /// Gauge: worker threads waiting for a job.
     pub threads_idle: AtomicU64,
     /// The most threads ever alive at once.
     pub threads_max_reached: AtomicU64,

@@ -1,7 +1,8 @@
 //! The configuration of `fastgate serve`: the options as clap reads them
 //! ([`ServeArgs`], raw strings from the command line or the `FASTGATE_*`
-//! environment), and the checked, typed result ([`Config`]) the server runs
-//! on. Values stay strings until here so that every bad one is reported the
+//! environment), and the checked, typed result ([`Config`]): the server's
+//! [`Options`] plus what only the binary does (mounts of built-in apps,
+//! prefork, the error log). Values stay strings until here so that every bad one is reported the
 //! same way, naming the flag and the value:
 //! `--idle-timeout "5x": expected a duration like 500ms, 30s or 5m`.
 
@@ -14,7 +15,8 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 
-use crate::server::privileges;
+use super::units::{parse_duration, parse_size};
+use crate::server::{privileges, Cidr, LogFormat, LogTarget, Options};
 use crate::spec::{ListenSpec, Protocol};
 
 /// One `--mount PREFIX=APP`.
@@ -33,28 +35,6 @@ pub enum CgiStderr {
     Log,
     FastCgi,
     Both,
-}
-
-/// `--log-format`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
-
-/// `--access-log PATH|-`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LogTarget {
-    Stdout,
-    File(PathBuf),
-}
-
-/// An IPv4 or IPv6 network for `--allow-from`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    pub addr: std::net::IpAddr,
-    pub prefix_len: u8,
 }
 
 /// Everything `fastgate serve` was asked to do, checked.
@@ -110,110 +90,82 @@ pub struct Config {
 }
 
 impl Default for Config {
+    /// The server's own defaults, plus those of the options only the
+    /// command line has.
     fn default() -> Self {
+        let s = Options::default();
         Config {
-            listen: Vec::new(),
+            listen: s.listen,
             mounts: Vec::new(),
             cgi_roots: Vec::new(),
             cgi_allow_root: false,
             processes: 1,
-            min_threads: 2,
-            max_threads: 32,
-            queue: 1024,
-            max_conns: 10_000,
-            max_reqs: 128,
+            min_threads: s.min_threads,
+            max_threads: s.max_threads,
+            queue: s.queue,
+            max_conns: s.max_conns,
+            max_reqs: s.max_reqs,
             max_requests: 0,
-            max_params_bytes: 131_072,
-            max_body_bytes: 0,
-            idle_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(10),
-            request_timeout: None,
-            body_timeout: Some(Duration::from_secs(60)),
-            send_timeout: Some(Duration::from_secs(60)),
-            shutdown_timeout: Duration::from_secs(30),
-            slow_threshold: None,
+            max_params_bytes: s.max_params_bytes,
+            max_body_bytes: s.max_body_bytes,
+            idle_timeout: s.idle_timeout,
+            header_timeout: s.header_timeout,
+            request_timeout: s.request_timeout,
+            body_timeout: s.body_timeout,
+            send_timeout: s.send_timeout,
+            shutdown_timeout: s.shutdown_timeout,
+            slow_threshold: s.slow_threshold,
             cgi_stderr: CgiStderr::Log,
-            socket_mode: None,
-            socket_owner: None,
-            user: None,
-            group: None,
-            pidfile: None,
-            allow_from: Vec::new(),
-            allow_uid: Vec::new(),
-            allow_gid: Vec::new(),
-            access_log: None,
-            log_format: LogFormat::Text,
+            socket_mode: s.socket_mode,
+            socket_owner: s.socket_owner,
+            user: s.user,
+            group: s.group,
+            pidfile: s.pidfile,
+            allow_from: s.allow_from,
+            allow_uid: s.allow_uid,
+            allow_gid: s.allow_gid,
+            access_log: s.access_log,
+            log_format: s.log_format,
             error_log: None,
-            max_temp_bytes: 4 << 30,
-            temp_dir: None,
+            max_temp_bytes: s.max_temp_bytes,
+            temp_dir: s.temp_dir,
         }
     }
 }
 
-impl Cidr {
-    /// A network of `prefix_len` leading bits of `addr`; the host bits are
-    /// cleared (as nginx's `allow` does) and the length is capped at the
-    /// address width.
-    pub fn new(addr: IpAddr, prefix_len: u8) -> Cidr {
-        match addr {
-            IpAddr::V4(a) => {
-                let len = prefix_len.min(32);
-                let bits = u32::from(a) & mask_v4(len);
-                Cidr {
-                    addr: IpAddr::V4(bits.into()),
-                    prefix_len: len,
-                }
-            }
-            IpAddr::V6(a) => {
-                let len = prefix_len.min(128);
-                let bits = u128::from(a) & mask_v6(len);
-                Cidr {
-                    addr: IpAddr::V6(bits.into()),
-                    prefix_len: len,
-                }
-            }
+/// The part of the configuration the server runs on (mounts, prefork and
+/// the error log are the command line's business).
+impl From<Config> for Options {
+    fn from(c: Config) -> Options {
+        Options {
+            listen: c.listen,
+            min_threads: c.min_threads,
+            max_threads: c.max_threads,
+            queue: c.queue,
+            max_conns: c.max_conns,
+            max_reqs: c.max_reqs,
+            max_params_bytes: c.max_params_bytes,
+            max_body_bytes: c.max_body_bytes,
+            idle_timeout: c.idle_timeout,
+            header_timeout: c.header_timeout,
+            request_timeout: c.request_timeout,
+            body_timeout: c.body_timeout,
+            send_timeout: c.send_timeout,
+            shutdown_timeout: c.shutdown_timeout,
+            slow_threshold: c.slow_threshold,
+            socket_mode: c.socket_mode,
+            socket_owner: c.socket_owner,
+            user: c.user,
+            group: c.group,
+            pidfile: c.pidfile,
+            allow_from: c.allow_from,
+            allow_uid: c.allow_uid,
+            allow_gid: c.allow_gid,
+            access_log: c.access_log,
+            log_format: c.log_format,
+            max_temp_bytes: c.max_temp_bytes,
+            temp_dir: c.temp_dir,
         }
-    }
-
-    /// Whether `ip` lies in this network. An IPv4-mapped IPv6 peer
-    /// (`::ffff:10.1.2.3`, what a dual-stack socket reports) counts as its
-    /// IPv4 address.
-    ///
-    /// ```
-    /// use fastgate::config::Cidr;
-    /// let net = Cidr::new("10.0.0.0".parse().unwrap(), 8);
-    /// assert!(net.contains("10.9.8.7".parse().unwrap()));
-    /// assert!(net.contains("::ffff:10.9.8.7".parse().unwrap()));
-    /// assert!(!net.contains("11.0.0.1".parse().unwrap()));
-    /// ```
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                u32::from(a) & mask_v4(self.prefix_len) == u32::from(net)
-            }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
-                u128::from(a) & mask_v6(self.prefix_len) == u128::from(net)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn mask_v4(len: u8) -> u32 {
-    match len {
-        0 => 0,
-        n => u32::MAX << (32 - u32::from(n.min(32))),
-    }
-}
-
-fn mask_v6(len: u8) -> u128 {
-    match len {
-        0 => 0,
-        n => u128::MAX << (128 - u32::from(n.min(128))),
     }
 }
 
@@ -796,36 +748,6 @@ fn within(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> {
     }
 }
 
-/// A size in bytes: a whole number, or one followed by `k`, `m` or `g`
-/// (any case) for KiB, MiB or GiB, as nginx spells sizes.
-///
-/// ```
-/// use fastgate::config::parse_size;
-/// assert_eq!(parse_size("65536"), Ok(65_536));
-/// assert_eq!(parse_size("64k"), Ok(64 << 10));
-/// assert_eq!(parse_size("10M"), Ok(10 << 20));
-/// assert_eq!(parse_size("1g"), Ok(1 << 30));
-/// assert!(parse_size("10mb").is_err());
-/// ```
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    const EXPECTED: &str = "expected a size like 65536, 64k, 10m or 1g";
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let shift = match unit.to_ascii_lowercase().as_str() {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => return Err(EXPECTED.into()),
-    };
-    if digits.is_empty() {
-        return Err(EXPECTED.into());
-    }
-    let n: u64 = digits.parse().map_err(|_| "size too large".to_string())?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| "size too large".into())
-}
-
 /// A size of at least `min` bytes.
 fn size_at_least(min: u64) -> impl Fn(&str) -> Result<u64, String> {
     move |s| match parse_size(s)? {
@@ -847,35 +769,6 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 fn parse_id(s: &str) -> Result<u32, String> {
     let id = parse_number(s).ok().and_then(|n| u32::try_from(n).ok());
     id.ok_or_else(|| "expected a numeric id".into())
-}
-
-/// A duration: `500ms`, `30s`, `5m`, `1h`, or a plain `0`.
-///
-/// ```
-/// use std::time::Duration;
-/// use fastgate::config::parse_duration;
-/// assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-/// assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-/// assert!(parse_duration("5x").is_err());
-/// ```
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const EXPECTED: &str = "expected a duration like 500ms, 30s or 5m";
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let millis_per_unit: u64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return Err(EXPECTED.into()),
-    };
-    let n: u64 = digits.parse().map_err(|_| EXPECTED.to_string())?;
-    n.checked_mul(millis_per_unit)
-        .map(Duration::from_millis)
-        .ok_or_else(|| "duration too long".into())
 }
 
 /// A duration that must not be zero (a zero idle timeout would close every

@@ -1,0 +1,78 @@
+//! `fastgate serve`: the checked configuration turned into a server with
+//! the built-in apps mounted, the start logged, and the server run until a
+//! signal stops it.
+
+use std::process::ExitCode;
+
+use clap::ArgMatches;
+
+use super::config::{self, Config, Mount, ServeArgs};
+use crate::server::{Error, Server};
+
+/// Checks the configuration (exit 2 on a bad value), sets up logging,
+/// then serves (exit 1 on a runtime error).
+pub(crate) fn run(args: ServeArgs, matches: &ArgMatches, verbosity: (u8, u8)) -> ExitCode {
+    if let Err(e) = config::check_env(matches, |name| std::env::var_os(name)) {
+        return super::fail(2, &e);
+    }
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => return super::fail(2, &e.with_source(matches)),
+    };
+    let target = match super::logging::target(config.error_log.as_deref()) {
+        Ok(target) => target,
+        Err(e) => return super::fail(1, &e),
+    };
+    super::logging::init(verbosity, target);
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::fail(1, &e),
+    }
+}
+
+/// Runs the built-in apps of `config` until a signal stops the server.
+pub(crate) fn serve(config: Config) -> Result<(), Error> {
+    let mounts = mounts(&config);
+    let mut builder = Server::builder();
+    let stats = builder.stats();
+    for m in &mounts {
+        let app = crate::apps::build(&m.app, &m.prefix, &stats)
+            .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
+        builder.mount_route(&m.prefix, app);
+    }
+    let start_line = start_line(&config, &mounts);
+    let server = builder.options(config.into()).build()?;
+    for spec in server.listen_specs() {
+        log::info!("listening on {spec}");
+    }
+    log::info!("{start_line}");
+    server.run()
+}
+
+/// `--mount`s; none means `/=hello`.
+fn mounts(config: &Config) -> Vec<Mount> {
+    if !config.mounts.is_empty() {
+        return config.mounts.clone();
+    }
+    vec![Mount {
+        prefix: "/".into(),
+        app: "hello".into(),
+    }]
+}
+
+/// `fastgate 0.1.0 pid 42: threads 2..32, queue 1024, mounts /=hello`.
+fn start_line(config: &Config, mounts: &[Mount]) -> String {
+    let mounts: Vec<String> = mounts
+        .iter()
+        .map(|m| format!("{}={}", m.prefix, m.app))
+        .collect();
+    format!(
+        "fastgate {} pid {}: threads {}..{}, queue {}, mounts {}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        config.min_threads,
+        config.max_threads,
+        config.queue,
+        mounts.join(",")
+    )
+}

@@ -1,0 +1,81 @@
+//! The library on its own, with no binary and no command line (it runs
+//! under `--no-default-features` too): a server built in code, listeners
+//! from `listen()` and from `Options` together, a handler that reads a
+//! decoded query parameter, and a stop asked from another thread.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::thread;
+use std::time::Duration;
+
+use fastgate::client::{self, RequestOptions};
+use fastgate::{ListenSpec, Options, Request, Response, Server};
+
+fn greet(req: &mut Request, resp: &mut Response) -> std::io::Result<()> {
+    let name = req.query_param("name");
+    writeln!(resp, "Hello, {}!", name.as_deref().unwrap_or("world"))
+}
+
+/// A fresh directory for a socket file.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fastgate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn get(spec: &ListenSpec, uri: &str) -> String {
+    let mut opts = RequestOptions::new(spec.clone(), uri);
+    opts.timeout = Duration::from_secs(10);
+    let resp = client::send(&opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.head.status, 200, "{spec} {uri}");
+    String::from_utf8(resp.body).unwrap()
+}
+
+#[test]
+fn listen_then_options_serves_both_and_stops_from_another_thread() {
+    let dir = temp_dir("library");
+    let socket: ListenSpec = format!("fastcgi:{}/a.sock", dir.display()).parse().unwrap();
+    let mut options = Options::default();
+    options.listen = vec![socket.clone()];
+    options.max_threads = 2;
+    options.shutdown_timeout = Duration::from_secs(5);
+    let mut builder = Server::builder();
+    builder
+        .listen("fastcgi://127.0.0.1:0".parse().unwrap())
+        .options(options)
+        .mount("/greet", greet);
+    let server = builder.build().unwrap();
+    let specs = server.listen_specs().to_vec();
+    assert_eq!(specs.len(), 2, "{specs:?}");
+    let tcp = specs.iter().find(|s| **s != socket).unwrap().clone();
+    let stop = server.stop_handle();
+    let running = thread::spawn(move || server.run());
+
+    assert_eq!(get(&tcp, "/greet?name=Ada+L%C3%B6w"), "Hello, Ada Löw!\n");
+    assert_eq!(get(&socket, "/greet?x=1&name=a%26b"), "Hello, a&b!\n");
+    assert_eq!(get(&tcp, "/greet"), "Hello, world!\n");
+
+    thread::spawn(move || stop.stop()).join().unwrap();
+    let result = running.join().unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    assert!(!dir.join("a.sock").exists(), "the socket file is removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stop_asked_before_run_is_kept() {
+    let mut options = Options::default();
+    options.shutdown_timeout = Duration::from_secs(5);
+    let mut builder = Server::builder();
+    builder
+        .options(options)
+        .listen("scgi://127.0.0.1:0".parse().unwrap());
+    let server = builder.build().unwrap();
+    assert_eq!(server.listen_specs().len(), 1);
+    let stop = server.stop_handle();
+    stop.stop();
+    stop.clone().stop();
+    assert!(server.run().is_ok());
+    stop.stop();
+}
