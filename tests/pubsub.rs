@@ -127,3 +127,76 @@ fn bad_requests_get_clear_answers() {
     let big = vec![b'x'; (1 << 20) + 1];
     assert_eq!(publish(&spec, "/events/x", &big).status, 413);
 }
+
+/// `pending_async` from the status page.
+fn pending(spec: &str) -> u64 {
+    let page = fcgi_get(spec, "/status?json").body_str();
+    let json: serde_json::Value = serde_json::from_str(&page).expect("status JSON");
+    json["pending_async"].as_u64().expect("pending_async")
+}
+
+fn wait_pending(spec: &str, want: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    let mut now = pending(spec);
+    while now != want && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = pending(spec);
+    }
+    now
+}
+
+/// Lets this process hold as many sockets as its hard limit allows.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+#[test]
+fn waiters_that_leave_bring_pending_back_to_zero() {
+    let server = server(&["--mount", "/status=status"]);
+    let spec = server.spec(0);
+    let waiters: Vec<FcgiConn> = (0..50).map(|_| wait_on(&spec, "/events/gone")).collect();
+    assert_eq!(wait_pending(&spec, 50, Duration::from_secs(10)), 50);
+    drop(waiters);
+    assert_eq!(wait_pending(&spec, 0, Duration::from_secs(10)), 0);
+    assert_eq!(
+        publish(&spec, "/events/gone", b"x").body_str(),
+        "delivered 0\n"
+    );
+}
+
+/// 10,000 waiters on one process with two worker threads, released by one
+/// POST. Prints the memory each waiter costs and the time from the POST to
+/// the last answer (`cargo test --test pubsub -- --nocapture`).
+#[test]
+fn ten_thousand_waiters_are_released_by_one_post() {
+    const N: usize = 10_000;
+    raise_fd_limit();
+    let server = server(&["--mount", "/status=status", "--max-conns", "10100"]);
+    let spec = server.spec(0);
+    let rss_before = server.rss_bytes();
+    let mut waiters: Vec<FcgiConn> = (0..N)
+        .map(|_| wait_on(&spec, "/events/all?timeout=120"))
+        .collect();
+    assert_eq!(
+        wait_pending(&spec, N as u64, Duration::from_secs(60)),
+        N as u64
+    );
+    let per_waiter = server.rss_bytes().saturating_sub(rss_before) / N as u64;
+    println!("RSS per pending waiter: {per_waiter} bytes ({N} waiters)");
+    assert_eq!(fcgi_get(&spec, "/ping").body_str(), "pong\n");
+    let t = Instant::now();
+    let answer = publish(&spec, "/events/all", b"go");
+    assert_eq!(answer.body_str(), format!("delivered {N}\n"));
+    for (i, w) in waiters.iter_mut().enumerate() {
+        let r = complete(&w.read_until_end(1), &format!("waiter {i}"));
+        assert_eq!((r.status, r.body_str().as_str()), (200, "go"), "waiter {i}");
+    }
+    let took = t.elapsed();
+    println!("POST to the last of {N} answers: {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    drop(waiters);
+    assert_eq!(wait_pending(&spec, 0, Duration::from_secs(10)), 0);
+}
