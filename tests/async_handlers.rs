@@ -72,6 +72,7 @@ fn start() -> Running {
         let _ = reply.write(&body.to_ascii_uppercase());
         reply.finish();
     });
+    b.mount_async("/big", |_req: Request, reply: Reply| stream(reply, 0));
     b.mount(
         "/block",
         |_req: &mut Request, resp: &mut fastgate::Response| {
@@ -93,6 +94,30 @@ fn start() -> Running {
         waiters,
         fired,
     }
+}
+
+/// Bytes `/big` answers: many times the 256 KiB a request may have in
+/// flight, so the writer must wait for `on_writable` again and again.
+const BIG: usize = 8 << 20;
+
+/// How often `/big` had to wait for the client.
+static RESUMES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Writes `/big` from `sent` on, 64 KiB at a time, until the client has
+/// taken too little; then goes on when the loop says it may.
+fn stream(mut reply: Reply, mut sent: usize) {
+    let chunk = [b'z'; 64 * 1024];
+    while sent < BIG {
+        match reply.write(&chunk[..(BIG - sent).min(chunk.len())]) {
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                RESUMES.fetch_add(1, Ordering::Relaxed);
+                return reply.on_writable(move |reply| stream(reply, sent));
+            }
+            Err(_) => return,
+        }
+    }
+    reply.finish();
 }
 
 fn next_id() -> u64 {
@@ -196,4 +221,28 @@ fn the_feed_example_delivers_posts_and_ticks() {
     let next = complete(&c.read_until_end(1), "next").body_str();
     assert!(next.contains("tick"), "{next:?}");
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// An async writer of 8 MB never waits and never buffers it all: `write`
+/// says `WouldBlock` past the bound and `on_writable` resumes it; the
+/// client gets every byte.
+#[test]
+fn a_big_async_answer_follows_the_clients_pace() {
+    let r = start();
+    let mut c = FcgiConn::connect(&r.spec);
+    c.reply_limit = BIG + 4096;
+    c.request(1, false, &nginx_params("GET", "/big", None), b"");
+    thread::sleep(Duration::from_millis(300));
+    let body = complete(&c.read_until_end(1), "big").body;
+    assert_eq!(
+        body.len(),
+        BIG,
+        "{:?}",
+        String::from_utf8_lossy(&body[..body.len().min(200)])
+    );
+    assert!(body.iter().all(|&b| b == b'z'));
+    assert!(
+        RESUMES.load(Ordering::Relaxed) > 0,
+        "the writer never had to wait"
+    );
 }

@@ -73,15 +73,17 @@ impl Reply {
         self.shared.on_abort(Box::new(hook));
     }
 
-    /// Runs `hook` on the loop once a write may succeed again (at once if
-    /// it may now).
-    pub fn on_writable(&self, hook: impl FnOnce() + Send + 'static) {
-        self.shared.on_writable(Box::new(hook));
+    /// Hands the reply back to `then`, on the loop, once a write may
+    /// succeed again (at once if it may now, or when the client has left:
+    /// writes then fail).
+    pub fn on_writable(self, then: impl FnOnce(Reply) + Send + 'static) {
+        let shared = Arc::clone(&self.shared);
+        shared.on_writable(Box::new(move || then(self)));
     }
 
     /// Hands `data` to the loop, never waiting: `WouldBlock` while the
-    /// client has not taken enough of what was written before (then wait
-    /// for [`Reply::on_writable`]); `ConnectionAborted` once it left.
+    /// client has not taken enough of what was written before (then go on
+    /// in [`Reply::on_writable`]); `ConnectionAborted` once it left.
     pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         if !self.shared.try_acquire_output(data.len())? {
             return Err(io::ErrorKind::WouldBlock.into());
