@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
-use super::context::{Ctx, Limits, Refusal};
+use super::context::{Ctx, Refusal};
+use super::limits::Limits;
 use super::message::{End, ReqRef};
 use super::shared::{Input, Pushed, Shared};
 use super::stats::bump;
