@@ -11,6 +11,7 @@ use super::event_loop::SLOW_ON_LOOP;
 use super::limits::Limits;
 use super::message::{ConnId, LoopHandle, LoopSender, ReqRef};
 use super::pool::{Job, Pool};
+use super::refusal::Refusal;
 use super::reply::Reply;
 use super::request::{routing_path, Request};
 use super::response::Response;
@@ -18,39 +19,8 @@ use super::router::{AsyncHandler, Route, Router};
 use super::shared::Shared;
 use super::spool::TempSpace;
 use super::stats::{bump, Stats};
-use crate::protocol::cgi_response::{reason_phrase, write_reply_head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
-
-/// A response the loop gives itself, without a worker.
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: u16,
-    pub retry_after: bool,
-}
-
-impl Refusal {
-    pub fn new(status: u16) -> Refusal {
-        Refusal {
-            status,
-            retry_after: false,
-        }
-    }
-
-    /// The CGI-style response bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let reason = reason_phrase(self.status);
-        let mut headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
-        if self.retry_after {
-            headers.push(("Retry-After".to_string(), "1".to_string()));
-        }
-        let mut out = Vec::with_capacity(128);
-        write_reply_head(&mut out, self.status, reason, &headers);
-        out.extend_from_slice(reason.to_ascii_lowercase().as_bytes());
-        out.push(b'\n');
-        out
-    }
-}
 
 pub struct Ctx {
     pub limits: Limits,
@@ -338,20 +308,5 @@ mod tests {
         assert_eq!(r.allow(t), None);
         assert_eq!(r.allow(t), None);
         assert_eq!(r.allow(t + Duration::from_secs(1)), Some(2));
-    }
-
-    #[test]
-    fn refusals_are_cgi_responses() {
-        let r = Refusal {
-            status: 503,
-            retry_after: true,
-        }
-        .encode();
-        let text = String::from_utf8(r).unwrap();
-        assert!(
-            text.starts_with("Status: 503 Service Unavailable\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("Retry-After: 1\r\n"));
     }
 }

@@ -24,6 +24,7 @@ mod peer_filter;
 mod poller;
 mod pool;
 pub(crate) mod privileges;
+mod refusal;
 mod reply;
 mod request;
 mod response;
