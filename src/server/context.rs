@@ -19,6 +19,7 @@ use super::router::{AsyncHandler, Route, Router};
 use super::shared::Shared;
 use super::spool::TempSpace;
 use super::stats::{bump, Stats};
+use super::warnings::Warnings;
 use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
 
@@ -32,7 +33,7 @@ pub struct Ctx {
     /// A graceful stop is under way: no new requests.
     pub draining: bool,
     next_key: u64,
-    warnings: RateLimit,
+    warnings: Warnings,
     pub access_log: Option<AccessLog>,
     pub slow_threshold: Option<Duration>,
     /// Temporary files: where, and the process-wide byte budget.
@@ -53,7 +54,7 @@ impl Ctx {
             now: Instant::now(),
             draining: false,
             next_key: 0,
-            warnings: RateLimit::default(),
+            warnings: Warnings::default(),
             access_log: None,
             slow_threshold: None,
             temp: TempSpace::new(std::env::temp_dir(), u64::MAX),
@@ -200,26 +201,17 @@ impl Ctx {
         self.params_held < self.limits.params_per_process
     }
 
-    /// Logs that code on the loop thread blocked it (rate-limited, as
-    /// client warnings are, but not counted as a protocol error).
+    /// Logs that code on the loop thread blocked it (not counted as a
+    /// protocol error).
     pub fn warn_slow_on_loop(&mut self, what: &dyn std::fmt::Display) {
-        if let Some(suppressed) = self.warnings.allow(self.now) {
-            if suppressed > 0 {
-                log::warn!("{suppressed} more warnings not logged");
-            }
-            log::warn!("{what}: async code must never block the loop");
-        }
+        self.warnings.slow_on_loop(self.now, what);
     }
 
-    /// Logs one line about a misbehaving client, at most a few a second.
+    /// Logs one line about a misbehaving client (at most a few a second)
+    /// and counts it as a protocol error.
     pub fn warn_client(&mut self, peer: &str, what: &dyn std::fmt::Display) {
         bump(&self.stats.protocol_errors);
-        if let Some(suppressed) = self.warnings.allow(self.now) {
-            if suppressed > 0 {
-                log::warn!("{suppressed} more client errors not logged");
-            }
-            log::warn!("client {peer}: {what}");
-        }
+        self.warnings.client(self.now, peer, what);
     }
 }
 
@@ -242,35 +234,6 @@ fn declared_length(params: &Params) -> Option<Option<u64>> {
         return None;
     }
     std::str::from_utf8(v).ok()?.parse().ok().map(Some)
-}
-
-/// At most [`RateLimit::PER_SECOND`] lines a second; counts the rest.
-#[derive(Default)]
-struct RateLimit {
-    window: Option<Instant>,
-    used: u32,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    const PER_SECOND: u32 = 10;
-
-    /// Some(lines suppressed since the last allowed one) when allowed.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .window
-            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
-        {
-            self.window = Some(now);
-            self.used = 0;
-        }
-        if self.used >= Self::PER_SECOND {
-            self.suppressed += 1;
-            return None;
-        }
-        self.used += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
 }
 
 #[cfg(test)]
@@ -296,17 +259,5 @@ mod tests {
         ] {
             assert_eq!(declared_length(&with(bad)), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn rate_limit_counts_what_it_drops() {
-        let mut r = RateLimit::default();
-        let t = Instant::now();
-        for _ in 0..10 {
-            assert_eq!(r.allow(t), Some(0));
-        }
-        assert_eq!(r.allow(t), None);
-        assert_eq!(r.allow(t), None);
-        assert_eq!(r.allow(t + Duration::from_secs(1)), Some(2));
     }
 }

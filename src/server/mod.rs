@@ -38,6 +38,7 @@ mod stats;
 mod stop;
 mod timer;
 mod waker;
+mod warnings;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
