@@ -2,25 +2,17 @@
 //! limits, the mount table, the pool, the sender for responses, counters,
 //! and the dispatch of a complete request head to a worker.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access_log::{AccessLog, Entry};
-use super::event_loop::SLOW_ON_LOOP;
 use super::limits::Limits;
-use super::message::{ConnId, LoopHandle, LoopSender, ReqRef};
-use super::pool::{Job, Pool};
-use super::refusal::Refusal;
-use super::reply::Reply;
-use super::request::{routing_path, Request};
-use super::response::Response;
-use super::router::{AsyncHandler, Route, Router};
-use super::shared::Shared;
+use super::message::{ConnId, LoopSender, ReqRef};
+use super::pool::Pool;
+use super::router::Router;
 use super::spool::TempSpace;
 use super::stats::{bump, Stats};
 use super::warnings::Warnings;
-use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
 
 pub struct Ctx {
@@ -94,98 +86,14 @@ impl Ctx {
         }
     }
 
-    /// Routes a complete request head and hands it to a worker, or says
-    /// why the loop must answer it itself.
-    pub fn dispatch(
-        &mut self,
-        conn: ConnId,
-        fcgi_id: u16,
-        role: Role,
-        params: Params,
-    ) -> Result<Arc<Shared>, Refusal> {
-        let path = routing_path(&params);
-        let (prefix, route) = self.router.route(&path).ok_or(Refusal::new(404))?;
-        let declared = declared_length(&params).ok_or(Refusal::new(400))?;
-        if self.limits.max_body_bytes > 0
-            && declared.is_some_and(|n| n > self.limits.max_body_bytes)
-        {
-            return Err(Refusal::new(413));
-        }
-        let handler = match route {
-            Route::Pool(h) => Arc::clone(h),
-            Route::Loop(h) => {
-                let async_route = (prefix.to_string(), Arc::clone(h));
-                return Ok(self.dispatch_async(conn, fcgi_id, role, params, path, async_route));
-            }
-        };
-        let shared = self.new_shared(conn, fcgi_id, role);
-        let job = Job {
-            handler,
-            req: Request::new(params, path, role, shared.clone()),
-            resp: Response::new(shared.clone()),
-        };
-        if let Err(job) = self.pool.submit(job, self.now) {
-            // Abort first: dropping the unrun response must not wait.
-            shared.abort();
-            drop(job);
-            return Err(Refusal {
-                status: 503,
-                retry_after: true,
-            });
-        }
-        Ok(shared)
-    }
-
-    /// The per-request state shared with whoever answers it.
-    fn new_shared(&mut self, conn: ConnId, fcgi_id: u16, role: Role) -> Arc<Shared> {
+    /// A reference to a new request, with a key unique in the process:
+    /// a reused FastCGI id never receives a predecessor's bytes.
+    pub fn new_req(&mut self, conn: ConnId, fcgi_id: u16) -> ReqRef {
         self.next_key += 1;
-        let req = ReqRef {
+        ReqRef {
             conn,
             fcgi_id,
             key: self.next_key,
-        };
-        Arc::new(Shared::new(
-            req,
-            role,
-            self.sender.clone(),
-            Arc::clone(&self.temp),
-        ))
-    }
-
-    /// An async route: the call waits in the request's state until the
-    /// input has ended (at once for a request with none).
-    fn dispatch_async(
-        &mut self,
-        conn: ConnId,
-        fcgi_id: u16,
-        role: Role,
-        params: Params,
-        path: String,
-        (prefix, handler): (String, Arc<dyn AsyncHandler>),
-    ) -> Arc<Shared> {
-        let shared = self.new_shared(conn, fcgi_id, role);
-        let req = Request::new(params, path, role, shared.clone());
-        let handle = LoopHandle::new(self.sender.clone());
-        let reply = Reply::new(shared.clone(), handle, self.stats.clone());
-        shared.set_start(prefix, Box::new(move || handler.call(req, reply)));
-        self.start_if_ready(&shared);
-        shared
-    }
-
-    /// Calls a request's async handler once its input has ended; a call
-    /// that holds the loop too long is logged with its route.
-    pub fn start_if_ready(&mut self, shared: &Shared) {
-        let Some((route, call)) = shared.take_start_if_ready() else {
-            return;
-        };
-        let started = Instant::now();
-        if catch_unwind(AssertUnwindSafe(call)).is_err() {
-            log::error!("the async handler of {route} panicked");
-        }
-        let took = started.elapsed();
-        if took > SLOW_ON_LOOP {
-            let what = format_args!("the async handler of {route} ran {} ms", took.as_millis());
-            self.warn_slow_on_loop(&what);
         }
     }
 
@@ -212,52 +120,5 @@ impl Ctx {
     pub fn warn_client(&mut self, peer: &str, what: &dyn std::fmt::Display) {
         bump(&self.stats.protocol_errors);
         self.warnings.client(self.now, peer, what);
-    }
-}
-
-/// `CONTENT_LENGTH` as a number: `Some(None)` when absent or empty (nginx
-/// sends it empty for no body) or negative (Caddy sends `-1` for a chunked
-/// body: unknown, read STDIN to its end), `None` when it is no length a
-/// body could have (not decimal, or past u64), which is a bad request.
-fn declared_length(params: &Params) -> Option<Option<u64>> {
-    let Some(v) = params.get("CONTENT_LENGTH") else {
-        return Some(None);
-    };
-    let v = v.trim_ascii();
-    let negative = v
-        .strip_prefix(b"-")
-        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
-    if v.is_empty() || negative {
-        return Some(None);
-    }
-    if !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok().map(Some)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_length_must_be_a_length() {
-        let with = |v: &str| Params::from_pairs([(&b"CONTENT_LENGTH"[..], v.as_bytes())]);
-        assert_eq!(declared_length(&Params::default()), Some(None));
-        assert_eq!(declared_length(&with("")), Some(None));
-        assert_eq!(declared_length(&with(" 42 ")), Some(Some(42)));
-        assert_eq!(declared_length(&with("-1")), Some(None), "Caddy, chunked");
-        assert_eq!(declared_length(&with("-5")), Some(None));
-        for bad in [
-            "-",
-            "--1",
-            "-x",
-            "12abc",
-            "99999999999999999999999",
-            "+1",
-            "0x10",
-        ] {
-            assert_eq!(declared_length(&with(bad)), None, "{bad}");
-        }
     }
 }

@@ -12,6 +12,7 @@
 mod access_log;
 mod conn;
 mod context;
+mod dispatch;
 mod event_loop;
 mod fastcgi_conn;
 mod janitor;
