@@ -1,6 +1,10 @@
-//! What every connection needs from the loop while it handles an event:
-//! limits, the mount table, the pool, the sender for responses, counters,
-//! and the dispatch of a complete request head to a worker.
+//! The loop's context: the state the loop lends every connection while
+//! it handles an event (limits, the mount table, the pool, the sender for
+//! responses, the counters, this turn's clock, the access log, the
+//! temporary space), and the bookkeeping only the loop thread does:
+//! request keys and the params held over all connections. What the
+//! context does with a complete request head is in `dispatch.rs`, its
+//! rate-limited warnings in `warnings.rs`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +19,7 @@ use super::stats::{bump, Stats};
 use super::warnings::Warnings;
 use crate::protocol::params::Params;
 
+/// The loop's state, lent to one connection at a time.
 pub struct Ctx {
     pub limits: Limits,
     pub router: Arc<Router>,
