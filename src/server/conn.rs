@@ -407,7 +407,7 @@ impl Conn {
     }
 
     /// When unwritten output has waited too long for the client.
-    fn send_deadline(&self, l: &super::context::Limits) -> Option<Instant> {
+    fn send_deadline(&self, l: &super::limits::Limits) -> Option<Instant> {
         Some(self.stuck_since? + l.send_timeout?)
     }
 

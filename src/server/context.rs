@@ -1,94 +1,25 @@
-//! What every connection needs from the loop while it handles an event:
-//! limits, the mount table, the pool, the sender for responses, counters,
-//! and the dispatch of a complete request head to a worker.
+//! The loop's context: the state the loop lends every connection while
+//! it handles an event (limits, the mount table, the pool, the sender for
+//! responses, the counters, this turn's clock, the access log, the
+//! temporary space), and the bookkeeping only the loop thread does:
+//! request keys and the params held over all connections. What the
+//! context does with a complete request head is in `dispatch.rs`, its
+//! rate-limited warnings in `warnings.rs`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access_log::{AccessLog, Entry};
-use super::event_loop::SLOW_ON_LOOP;
-use super::message::{ConnId, LoopHandle, LoopSender, ReqRef};
-use super::pool::{Job, Pool};
-use super::reply::Reply;
-use super::request::{routing_path, Request};
-use super::response::Response;
-use super::router::{AsyncHandler, Route, Router};
-use super::shared::Shared;
+use super::limits::Limits;
+use super::message::{ConnId, LoopSender, ReqRef};
+use super::pool::Pool;
+use super::router::Router;
 use super::spool::TempSpace;
 use super::stats::{bump, Stats};
-use crate::protocol::cgi_response::{reason_phrase, write_reply_head};
-use crate::protocol::fastcgi::Role;
+use super::warnings::Warnings;
 use crate::protocol::params::Params;
 
-/// The limits of the configuration that connections enforce.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_conns: usize,
-    pub max_reqs: usize,
-    pub max_params_bytes: usize,
-    /// Params not yet complete one connection may hold, all its requests
-    /// together (see [`Limits::params_budgets`]).
-    pub params_per_conn: usize,
-    /// Params not yet complete the whole process may hold.
-    pub params_per_process: usize,
-    /// 0: none.
-    pub max_body_bytes: u64,
-    pub idle_timeout: Duration,
-    pub header_timeout: Duration,
-    pub request_timeout: Option<Duration>,
-    /// The longest pause in a body while the connection is read.
-    pub body_timeout: Option<Duration>,
-    /// How long pending output may go without a byte written.
-    pub send_timeout: Option<Duration>,
-}
-
-/// Params in progress across the process, at least enough for a whole
-/// connection's worth. Fixed rather than a multiple of the params limit,
-/// so raising that limit does not raise what the process may hold.
-const PARAMS_PER_PROCESS: usize = 64 << 20;
-/// How many requests' worth of params one connection may gather at once.
-const PARAMS_PER_CONN: usize = 4;
-
-impl Limits {
-    /// The budgets of params in progress for a params limit of
-    /// `max_params_bytes`: (per connection, per process).
-    pub fn params_budgets(max_params_bytes: usize) -> (usize, usize) {
-        let per_conn = max_params_bytes.saturating_mul(PARAMS_PER_CONN);
-        (per_conn, per_conn.max(PARAMS_PER_PROCESS))
-    }
-}
-
-/// A response the loop gives itself, without a worker.
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: u16,
-    pub retry_after: bool,
-}
-
-impl Refusal {
-    pub fn new(status: u16) -> Refusal {
-        Refusal {
-            status,
-            retry_after: false,
-        }
-    }
-
-    /// The CGI-style response bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        let reason = reason_phrase(self.status);
-        let mut headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
-        if self.retry_after {
-            headers.push(("Retry-After".to_string(), "1".to_string()));
-        }
-        let mut out = Vec::with_capacity(128);
-        write_reply_head(&mut out, self.status, reason, &headers);
-        out.extend_from_slice(reason.to_ascii_lowercase().as_bytes());
-        out.push(b'\n');
-        out
-    }
-}
-
+/// The loop's state, lent to one connection at a time.
 pub struct Ctx {
     pub limits: Limits,
     pub router: Arc<Router>,
@@ -99,7 +30,7 @@ pub struct Ctx {
     /// A graceful stop is under way: no new requests.
     pub draining: bool,
     next_key: u64,
-    warnings: RateLimit,
+    warnings: Warnings,
     pub access_log: Option<AccessLog>,
     pub slow_threshold: Option<Duration>,
     /// Temporary files: where, and the process-wide byte budget.
@@ -120,7 +51,7 @@ impl Ctx {
             now: Instant::now(),
             draining: false,
             next_key: 0,
-            warnings: RateLimit::default(),
+            warnings: Warnings::default(),
             access_log: None,
             slow_threshold: None,
             temp: TempSpace::new(std::env::temp_dir(), u64::MAX),
@@ -160,98 +91,14 @@ impl Ctx {
         }
     }
 
-    /// Routes a complete request head and hands it to a worker, or says
-    /// why the loop must answer it itself.
-    pub fn dispatch(
-        &mut self,
-        conn: ConnId,
-        fcgi_id: u16,
-        role: Role,
-        params: Params,
-    ) -> Result<Arc<Shared>, Refusal> {
-        let path = routing_path(&params);
-        let (prefix, route) = self.router.route(&path).ok_or(Refusal::new(404))?;
-        let declared = declared_length(&params).ok_or(Refusal::new(400))?;
-        if self.limits.max_body_bytes > 0
-            && declared.is_some_and(|n| n > self.limits.max_body_bytes)
-        {
-            return Err(Refusal::new(413));
-        }
-        let handler = match route {
-            Route::Pool(h) => Arc::clone(h),
-            Route::Loop(h) => {
-                let async_route = (prefix.to_string(), Arc::clone(h));
-                return Ok(self.dispatch_async(conn, fcgi_id, role, params, path, async_route));
-            }
-        };
-        let shared = self.new_shared(conn, fcgi_id, role);
-        let job = Job {
-            handler,
-            req: Request::new(params, path, role, shared.clone()),
-            resp: Response::new(shared.clone()),
-        };
-        if let Err(job) = self.pool.submit(job, self.now) {
-            // Abort first: dropping the unrun response must not wait.
-            shared.abort();
-            drop(job);
-            return Err(Refusal {
-                status: 503,
-                retry_after: true,
-            });
-        }
-        Ok(shared)
-    }
-
-    /// The per-request state shared with whoever answers it.
-    fn new_shared(&mut self, conn: ConnId, fcgi_id: u16, role: Role) -> Arc<Shared> {
+    /// A reference to a new request, with a key unique in the process:
+    /// a reused FastCGI id never receives a predecessor's bytes.
+    pub fn new_req(&mut self, conn: ConnId, fcgi_id: u16) -> ReqRef {
         self.next_key += 1;
-        let req = ReqRef {
+        ReqRef {
             conn,
             fcgi_id,
             key: self.next_key,
-        };
-        Arc::new(Shared::new(
-            req,
-            role,
-            self.sender.clone(),
-            Arc::clone(&self.temp),
-        ))
-    }
-
-    /// An async route: the call waits in the request's state until the
-    /// input has ended (at once for a request with none).
-    fn dispatch_async(
-        &mut self,
-        conn: ConnId,
-        fcgi_id: u16,
-        role: Role,
-        params: Params,
-        path: String,
-        (prefix, handler): (String, Arc<dyn AsyncHandler>),
-    ) -> Arc<Shared> {
-        let shared = self.new_shared(conn, fcgi_id, role);
-        let req = Request::new(params, path, role, shared.clone());
-        let handle = LoopHandle::new(self.sender.clone());
-        let reply = Reply::new(shared.clone(), handle, self.stats.clone());
-        shared.set_start(prefix, Box::new(move || handler.call(req, reply)));
-        self.start_if_ready(&shared);
-        shared
-    }
-
-    /// Calls a request's async handler once its input has ended; a call
-    /// that holds the loop too long is logged with its route.
-    pub fn start_if_ready(&mut self, shared: &Shared) {
-        let Some((route, call)) = shared.take_start_if_ready() else {
-            return;
-        };
-        let started = Instant::now();
-        if catch_unwind(AssertUnwindSafe(call)).is_err() {
-            log::error!("the async handler of {route} panicked");
-        }
-        let took = started.elapsed();
-        if took > SLOW_ON_LOOP {
-            let what = format_args!("the async handler of {route} ran {} ms", took.as_millis());
-            self.warn_slow_on_loop(&what);
         }
     }
 
@@ -267,128 +114,16 @@ impl Ctx {
         self.params_held < self.limits.params_per_process
     }
 
-    /// Logs that code on the loop thread blocked it (rate-limited, as
-    /// client warnings are, but not counted as a protocol error).
+    /// Logs that code on the loop thread blocked it (not counted as a
+    /// protocol error).
     pub fn warn_slow_on_loop(&mut self, what: &dyn std::fmt::Display) {
-        if let Some(suppressed) = self.warnings.allow(self.now) {
-            if suppressed > 0 {
-                log::warn!("{suppressed} more warnings not logged");
-            }
-            log::warn!("{what}: async code must never block the loop");
-        }
+        self.warnings.slow_on_loop(self.now, what);
     }
 
-    /// Logs one line about a misbehaving client, at most a few a second.
+    /// Logs one line about a misbehaving client (at most a few a second)
+    /// and counts it as a protocol error.
     pub fn warn_client(&mut self, peer: &str, what: &dyn std::fmt::Display) {
         bump(&self.stats.protocol_errors);
-        if let Some(suppressed) = self.warnings.allow(self.now) {
-            if suppressed > 0 {
-                log::warn!("{suppressed} more client errors not logged");
-            }
-            log::warn!("client {peer}: {what}");
-        }
-    }
-}
-
-/// `CONTENT_LENGTH` as a number: `Some(None)` when absent or empty (nginx
-/// sends it empty for no body) or negative (Caddy sends `-1` for a chunked
-/// body: unknown, read STDIN to its end), `None` when it is no length a
-/// body could have (not decimal, or past u64), which is a bad request.
-fn declared_length(params: &Params) -> Option<Option<u64>> {
-    let Some(v) = params.get("CONTENT_LENGTH") else {
-        return Some(None);
-    };
-    let v = v.trim_ascii();
-    let negative = v
-        .strip_prefix(b"-")
-        .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
-    if v.is_empty() || negative {
-        return Some(None);
-    }
-    if !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok().map(Some)
-}
-
-/// At most [`RateLimit::PER_SECOND`] lines a second; counts the rest.
-#[derive(Default)]
-struct RateLimit {
-    window: Option<Instant>,
-    used: u32,
-    suppressed: u64,
-}
-
-impl RateLimit {
-    const PER_SECOND: u32 = 10;
-
-    /// Some(lines suppressed since the last allowed one) when allowed.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        if self
-            .window
-            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(1))
-        {
-            self.window = Some(now);
-            self.used = 0;
-        }
-        if self.used >= Self::PER_SECOND {
-            self.suppressed += 1;
-            return None;
-        }
-        self.used += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_length_must_be_a_length() {
-        let with = |v: &str| Params::from_pairs([(&b"CONTENT_LENGTH"[..], v.as_bytes())]);
-        assert_eq!(declared_length(&Params::default()), Some(None));
-        assert_eq!(declared_length(&with("")), Some(None));
-        assert_eq!(declared_length(&with(" 42 ")), Some(Some(42)));
-        assert_eq!(declared_length(&with("-1")), Some(None), "Caddy, chunked");
-        assert_eq!(declared_length(&with("-5")), Some(None));
-        for bad in [
-            "-",
-            "--1",
-            "-x",
-            "12abc",
-            "99999999999999999999999",
-            "+1",
-            "0x10",
-        ] {
-            assert_eq!(declared_length(&with(bad)), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn rate_limit_counts_what_it_drops() {
-        let mut r = RateLimit::default();
-        let t = Instant::now();
-        for _ in 0..10 {
-            assert_eq!(r.allow(t), Some(0));
-        }
-        assert_eq!(r.allow(t), None);
-        assert_eq!(r.allow(t), None);
-        assert_eq!(r.allow(t + Duration::from_secs(1)), Some(2));
-    }
-
-    #[test]
-    fn refusals_are_cgi_responses() {
-        let r = Refusal {
-            status: 503,
-            retry_after: true,
-        }
-        .encode();
-        let text = String::from_utf8(r).unwrap();
-        assert!(
-            text.starts_with("Status: 503 Service Unavailable\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("Retry-After: 1\r\n"));
+        self.warnings.client(self.now, peer, what);
     }
 }

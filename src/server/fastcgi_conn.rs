@@ -9,8 +9,10 @@ use std::time::Instant;
 
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
-use super::context::{Ctx, Limits, Refusal};
+use super::context::Ctx;
+use super::limits::Limits;
 use super::message::{End, ReqRef};
+use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
 use super::stats::bump;
 use crate::protocol::cgi_response::{write_reply_head, Head};
