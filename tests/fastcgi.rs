@@ -1072,3 +1072,28 @@ fn a_plain_200_has_no_status_line() {
     let head = String::from_utf8_lossy(&c.read_until_end(1).stdout).to_string();
     assert!(head.starts_with("Status: 404 Not Found\r\n"), "{head:?}");
 }
+
+/// The loop holds a response until its request's input has ended, so a
+/// handler that answers without reading its body frees its worker at once:
+/// with one worker, another client is served while the first body is
+/// still on its way, and the first answer goes out once that body ends.
+#[test]
+fn a_handler_that_ignores_its_body_frees_its_worker_before_the_body_ends() {
+    let server = tcp_server(&["--max-threads", "1", "--min-threads", "1"]);
+    let spec = server.spec(0);
+    let mut slow = FcgiConn::connect(&spec);
+    slow.begin(1, RESPONDER, false);
+    slow.params(1, &nginx_params("POST", "/", Some(200)));
+    slow.stdin(1, &[b'a'; 100]);
+    thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    assert_eq!(get(&spec, "/ping").body_str(), "pong\n");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(
+        !slow.anything_within(Duration::from_millis(200)),
+        "answered before its STDIN ended"
+    );
+    slow.stdin(1, &[b'b'; 100]);
+    slow.end_stdin(1);
+    check_hello(&complete(&slow.read_until_end(1), "hello"), "after STDIN");
+}

@@ -83,6 +83,8 @@ pub struct ConnIo {
     /// Requests begun and ended on this connection.
     pub begun: u64,
     pub ended: u64,
+    /// Held output waits for room in `out` (see `Conn::release_held`).
+    pub held_waiting: bool,
     /// Bytes its requests' bodies hold in spool files (`CONN_SPOOL`).
     pub spooled: Arc<AtomicU64>,
     /// The peer shut its sending side after complete requests (a
@@ -161,6 +163,7 @@ impl Conn {
                 begun: 0,
                 ended: 0,
                 peer_shut: false,
+                held_waiting: false,
                 spooled: Arc::default(),
             },
             proto,
@@ -187,7 +190,8 @@ impl Conn {
         // Not reading, but a client that leaves must still abort its
         // requests (a FIN alone would otherwise go unseen while paused).
         let hangup = !read && self.state == ConnState::Open && !self.io.peer_shut;
-        Interest::new(read, !self.io.out.is_empty()).with_hangup(hangup)
+        let write = !self.io.out.is_empty() || self.io.held_waiting;
+        Interest::new(read, write).with_hangup(hangup)
     }
 
     /// Open, not paused by an unread body, not behind on its output.
@@ -322,6 +326,19 @@ impl Conn {
         match &mut self.proto {
             Proto::FastCgi(f) => f.on_output(ctx, &mut self.io, req, head, body, end),
             Proto::Scgi(s) => s.on_output(ctx, &mut self.io, req, head, body, end),
+            Proto::Detect => {}
+        }
+        self.after_protocol_step(ctx);
+    }
+
+    /// Moves more held output into the buffer, once it has drained.
+    pub fn release_held(&mut self, ctx: &mut Ctx) {
+        if !self.io.held_waiting || !self.io.out.is_empty() {
+            return;
+        }
+        match &mut self.proto {
+            Proto::FastCgi(f) => f.release_all(ctx, &mut self.io),
+            Proto::Scgi(s) => s.release_all(ctx, &mut self.io),
             Proto::Detect => {}
         }
         self.after_protocol_step(ctx);

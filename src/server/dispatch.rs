@@ -88,12 +88,7 @@ impl Ctx {
     /// The per-request state shared with whoever answers it.
     fn new_shared(&mut self, conn: ConnId, fcgi_id: u16, role: Role) -> Arc<Shared> {
         let req = self.new_req(conn, fcgi_id);
-        Arc::new(Shared::new(
-            req,
-            role,
-            self.sender.clone(),
-            Arc::clone(&self.temp),
-        ))
+        Arc::new(Shared::new(req, role, self.sender.clone()))
     }
 
     /// An async route: the call waits in the request's state until the

@@ -33,6 +33,8 @@ const LISTENER_BASE: usize = usize::MAX - 1024;
 const SCRATCH: usize = 64 * 1024;
 /// Accepting pauses this long after the process ran out of fds.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Rounds of held output (256 KiB each) one connection may write a turn.
+const RELEASE_ROUNDS: usize = 8;
 /// A closure or async handler that holds the loop longer than this is
 /// logged: every connection waited for it.
 pub const SLOW_ON_LOOP: Duration = Duration::from_millis(50);
@@ -434,7 +436,8 @@ impl EventLoop {
                 continue;
             };
             conn.touched = false;
-            if let Err(reason) = conn.flush(self.ctx.now) {
+            let ctx = &mut self.ctx;
+            if let Err(reason) = guarded(|| flush_and_release(conn, ctx)) {
                 self.close(token, reason);
                 continue;
             }
@@ -568,6 +571,22 @@ impl EventLoop {
 
 /// Runs one connection's input handling; a panic in it becomes an error
 /// that closes that connection alone.
+/// Writes what a connection has; when that made room, held output of
+/// its requests moves in and is written too.
+fn flush_and_release(conn: &mut Conn, ctx: &mut Ctx) -> Result<(), CloseReason> {
+    conn.flush(ctx.now)?;
+    // A few rounds at most per turn, for fairness; a connection still
+    // holding output asks to be written again (`wanted_interest`).
+    for _ in 0..RELEASE_ROUNDS {
+        if !conn.io.held_waiting || !conn.io.out.is_empty() {
+            break;
+        }
+        conn.release_held(ctx);
+        conn.flush(ctx.now)?;
+    }
+    Ok(())
+}
+
 fn guarded(f: impl FnOnce() -> Result<(), CloseReason>) -> Result<(), CloseReason> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
         Err(CloseReason::Protocol(

@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
+use super::hold::{Chunk, Held};
 use super::limits::Limits;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
@@ -33,6 +34,11 @@ enum Phase {
         head_sent: bool,
         /// When a piece of its body last arrived (`--body-timeout`).
         last_input: Instant,
+        /// Its input has ended: output may leave.
+        input_ended: bool,
+        /// Output that came before the input ended, or that waits for
+        /// room in the connection's buffer.
+        held: Option<Box<Held>>,
     },
 }
 
@@ -43,14 +49,18 @@ struct FcgiReq {
     log: Option<Box<Entry>>,
 }
 
-/// The loop's answer to a body it cannot keep: 413 past `--max-temp-bytes`,
-/// a 503 to retry when the connection's spool budget is spent.
+/// The loop's own answer with `status`; a 503 (a spool budget spent, no
+/// room for held output) says when to retry.
 fn refusal(status: u16) -> Refusal {
     Refusal {
         status,
         retry_after: status == 503,
     }
 }
+
+/// Held output moved into a connection's buffer while less than this is
+/// unwritten there.
+const RELEASE_ROOM: usize = 256 * 1024;
 
 /// The status logged for a request whose client left first (as nginx).
 const CLIENT_GONE: u16 = 499;
@@ -288,11 +298,13 @@ impl FcgiConn {
         match ctx.dispatch(io.id, id, role, params) {
             Ok(shared) => {
                 req.phase = Phase::Running {
+                    input_ended: shared.input_complete(),
                     shared,
                     dispatched: ctx.now,
                     body_bytes: 0,
                     head_sent: false,
                     last_input: ctx.now,
+                    held: None,
                 };
                 self.reqs.insert(id, req);
             }
@@ -306,7 +318,10 @@ impl FcgiConn {
             return;
         };
         let Phase::Running {
-            shared, body_bytes, ..
+            shared,
+            body_bytes,
+            input_ended,
+            ..
         } = &mut req.phase
         else {
             ctx.warn_client(
@@ -328,9 +343,16 @@ impl FcgiConn {
             return self.refuse_any(ctx, io, id, refusal(status));
         }
         io.paused_by += usize::from(pushed == Pushed::Pause);
-        if data.is_empty() {
-            // The end of a stream: an async handler may start now.
-            ctx.start_if_ready(shared);
+        if !data.is_empty() {
+            return;
+        }
+        // The end of a stream: held output may leave, an async handler
+        // may start.
+        *input_ended = shared.input_complete();
+        let release = *input_ended;
+        ctx.start_if_ready(shared);
+        if release {
+            self.release_held(ctx, io, id);
         }
     }
 
@@ -362,7 +384,9 @@ impl FcgiConn {
         end_request(ctx, io, id, req, 0, CLIENT_GONE);
     }
 
-    /// A worker's output for one of this connection's requests.
+    /// A worker's (or a `Reply`'s) output for one of this connection's
+    /// requests: written now, or held until the input has ended (and any
+    /// output held before it has gone).
     pub fn on_output(
         &mut self,
         ctx: &mut Ctx,
@@ -377,7 +401,11 @@ impl FcgiConn {
             return;
         };
         let Phase::Running {
-            shared, head_sent, ..
+            shared,
+            input_ended,
+            held,
+            head_sent,
+            ..
         } = &mut req.phase
         else {
             return;
@@ -385,26 +413,119 @@ impl FcgiConn {
         if shared.req.key != r.key {
             return;
         }
-        let status = head.as_ref().map(|h| h.status);
-        match head {
+        if *input_ended && held.is_none() {
+            return self.emit(ctx, io, id, Chunk { head, body, end }, true);
+        }
+        note_output(&mut req.log, head.as_ref().map(|h| h.status), body.len());
+        // Held, the bytes no longer count against the writer's credit.
+        shared.release_output(body.len());
+        let failed_unseen = end == End::Failed && !*head_sent;
+        let stashed = held
+            .get_or_insert_default()
+            .stash(head, &body, end, &ctx.temp);
+        match (stashed, failed_unseen) {
+            // Nothing reached the client yet: a clean answer instead.
+            (Ok(()), true) => self.refuse_any(ctx, io, id, Refusal::new(500)),
+            (Ok(()), false) => {}
+            (Err(e), _) => {
+                log::warn!("request {id}: holding its output: {e}");
+                self.cut(ctx, io, id, 503);
+            }
+        }
+    }
+
+    /// Encodes one piece of a request's output; `credit`: the writer waits
+    /// for these bytes (held ones gave theirs back).
+    fn emit(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, c: Chunk, credit: bool) {
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Phase::Running {
+            shared, head_sent, ..
+        } = &mut req.phase
+        else {
+            return;
+        };
+        let status = c.head.as_ref().map(|h| h.status);
+        match c.head {
             Some(h) => {
-                let mut block = Vec::with_capacity(128 + body.len());
+                let mut block = Vec::with_capacity(128 + c.body.len());
                 write_reply_head(&mut block, h.status, &h.reason, &h.headers);
-                block.extend_from_slice(&body);
+                block.extend_from_slice(&c.body);
                 fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &block);
                 *head_sent = true;
             }
-            None => fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &body),
+            None => fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &c.body),
         }
-        io.out.credit(shared, body.len());
-        note_output(&mut req.log, status, body.len());
-        let app_status = match end {
+        if credit {
+            io.out.credit(shared, c.body.len());
+            note_output(&mut req.log, status, c.body.len());
+        }
+        let app_status = match c.end {
             End::No => return,
             End::Complete => 0,
             End::Failed => 1,
         };
         if let Some(req) = self.reqs.remove(&id) {
             end_request(ctx, io, id, req, app_status, 500);
+        }
+    }
+
+    /// Moves a request's held output into the connection's buffer while
+    /// the buffer has room; the rest waits for [`FcgiConn::release_all`].
+    fn release_held(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16) {
+        while io.out.pending() < RELEASE_ROOM {
+            let next = match self.held_of(id).map(Held::next_chunk) {
+                Some(Ok(Some(chunk))) => chunk,
+                Some(Err(e)) => {
+                    log::warn!("request {id}: reading its held output: {e}");
+                    return self.cut(ctx, io, id, 500);
+                }
+                _ => return self.drop_held(id),
+            };
+            self.emit(ctx, io, id, next, false);
+        }
+        io.held_waiting = true;
+    }
+
+    /// The held output of a request whose input has ended.
+    fn held_of(&mut self, id: u16) -> Option<&mut Held> {
+        match &mut self.reqs.get_mut(&id)?.phase {
+            Phase::Running {
+                input_ended: true,
+                held: Some(h),
+                ..
+            } => Some(h),
+            _ => None,
+        }
+    }
+
+    fn drop_held(&mut self, id: u16) {
+        if let Some(Phase::Running { held, .. }) = self.reqs.get_mut(&id).map(|r| &mut r.phase) {
+            *held = None;
+        }
+    }
+
+    /// Releases more held output once the connection's buffer drained.
+    pub fn release_all(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
+        io.held_waiting = false;
+        let ids: Vec<u16> = self
+            .reqs
+            .iter()
+            .filter(|(_, r)| {
+                matches!(
+                    r.phase,
+                    Phase::Running {
+                        input_ended: true,
+                        held: Some(_),
+                        ..
+                    }
+                )
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.release_held(ctx, io, id);
         }
     }
 
@@ -480,7 +601,7 @@ impl FcgiConn {
             )
         });
         if !head_sent {
-            self.refuse_any(ctx, io, id, Refusal::new(status));
+            self.refuse_any(ctx, io, id, refusal(status));
         } else if let Some(req) = self.reqs.remove(&id) {
             release(io, &req.phase);
             end_request(ctx, io, id, req, 1, status);

@@ -15,6 +15,7 @@ mod context;
 mod dispatch;
 mod event_loop;
 mod fastcgi_conn;
+mod hold;
 mod janitor;
 mod limits;
 mod listener;

@@ -6,10 +6,10 @@
 //! It takes the path of a worker's output (`Message::Output` to the loop),
 //! with the same bounds: a write that would put more than 256 KiB of
 //! unwritten output in flight is refused with `WouldBlock`, and
-//! [`Reply::on_writable`] says when to try again. The response-timing rule
-//! holds by construction: the handler is only called once the request's
-//! input has ended. A reply dropped unanswered gives the client a 502 (and
-//! a log line), never a hang.
+//! [`Reply::on_writable`] says when to try again. The handler is only
+//! called once the request's input has ended, so the loop's hold
+//! (`hold.rs`) never has to keep its output. A reply dropped unanswered
+//! gives the client a 502 (and a log line), never a hang.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

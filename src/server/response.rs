@@ -1,28 +1,23 @@
 //! The response as a handler writes it: status, headers, and a body through
 //! `io::Write`, handed to the event loop in chunks as it goes.
 //!
-//! Two rules shape it. Backpressure: each chunk takes output credit, so a
-//! handler waits while too much of its output is unwritten (a slow client
-//! never makes the process buffer without limit). Response timing: no byte
-//! leaves before the request's input has ended (nginx stops sending a body
-//! once response headers reach it), so output written earlier is held here,
-//! in memory up to [`HOLD_MEMORY`] and then in an unlinked temporary file
-//! (`spool.rs`, within `--max-temp-bytes`: past it the answer is a 503),
-//! and the handler never blocks on it (a handler that writes before it
-//! reads works).
+//! Backpressure: each chunk takes output credit, so a handler waits while
+//! too much of its output is unwritten (a slow client never makes the
+//! process buffer without limit). Response timing (no byte before the
+//! request's input has ended) is the loop's business (`hold.rs`): output
+//! that comes too early is held there and its credit given back, so a
+//! handler that writes before it reads never waits for it, and a handler
+//! that returns before reading its body frees its worker at once.
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use super::message::{End, Message};
 use super::shared::Shared;
-use super::spool::{is_no_space, SpoolFile, TempSpace};
 use crate::protocol::cgi_response::{reason_phrase, Head};
 
 /// Body bytes gathered before a chunk is handed to the loop.
 const CHUNK: usize = 32 * 1024;
-/// Held output kept in memory before it spills to a temporary file.
-const HOLD_MEMORY: usize = 256 * 1024;
 
 /// The response of one request.
 pub struct Response {
@@ -32,38 +27,7 @@ pub struct Response {
     /// The head has been handed to the loop.
     head_out: bool,
     buf: Vec<u8>,
-    hold: Hold,
     done: bool,
-}
-
-/// Output held until the input ends.
-#[derive(Default)]
-struct Hold {
-    memory: Vec<u8>,
-    file: Option<SpoolFile>,
-}
-
-impl Hold {
-    fn is_empty(&self) -> bool {
-        self.memory.is_empty() && self.file.is_none()
-    }
-
-    /// Keeps `buf` (emptied) in memory, or past [`HOLD_MEMORY`] in a
-    /// temporary file counted against `--max-temp-bytes`.
-    fn stash(&mut self, buf: &mut Vec<u8>, space: &Arc<TempSpace>) -> io::Result<()> {
-        if self.file.is_none() && self.memory.len() + buf.len() <= HOLD_MEMORY {
-            self.memory.append(buf);
-            return Ok(());
-        }
-        if self.file.is_none() {
-            self.file = Some(SpoolFile::create(space, None)?);
-        }
-        if let Some(f) = self.file.as_mut() {
-            f.append(buf)?;
-        }
-        buf.clear();
-        Ok(())
-    }
 }
 
 impl Response {
@@ -74,7 +38,6 @@ impl Response {
             headers: Vec::new(),
             head_out: false,
             buf: Vec::new(),
-            hold: Hold::default(),
             done: false,
         }
     }
@@ -146,44 +109,18 @@ impl Response {
         Ok(())
     }
 
-    /// Moves buffered output on: held while input is still arriving, sent
-    /// (held output first) once it has ended.
+    /// Hands buffered output to the loop. At the end, input the handler
+    /// left unread is discarded (the loop sends the response once the
+    /// input has ended).
     fn push(&mut self, end: End) -> io::Result<()> {
-        if !self.shared.input_complete() {
-            if end == End::No {
-                return self.hold.stash(&mut self.buf, self.shared.temp_space());
-            }
-            // The handler is done; its unread input is discarded.
-            self.shared.wait_input_complete()?;
+        if end != End::No {
+            self.shared.give_up_input();
         }
-        self.release_hold()?;
         let body = std::mem::take(&mut self.buf);
         if body.is_empty() && end == End::No && self.head_out {
             return Ok(());
         }
         self.send(body, end)
-    }
-
-    fn release_hold(&mut self) -> io::Result<()> {
-        if self.hold.is_empty() {
-            return Ok(());
-        }
-        let memory = std::mem::take(&mut self.hold.memory);
-        if !memory.is_empty() {
-            self.send(memory, End::No)?;
-        }
-        if let Some(mut file) = self.hold.file.take() {
-            loop {
-                let mut chunk = vec![0; 64 * 1024];
-                let n = file.read(&mut chunk)?;
-                if n == 0 {
-                    break;
-                }
-                chunk.truncate(n);
-                self.send(chunk, End::No)?;
-            }
-        }
-        Ok(())
     }
 
     /// Ends the response after the handler returned: complete on success;
@@ -207,18 +144,9 @@ impl Response {
             return;
         }
         self.buf.clear();
-        self.hold = Hold::default();
-        // Out of temporary space: a load problem, worth a retry.
-        let (status, text) = match is_no_space(&e) {
-            true => (503, &b"service unavailable\n"[..]),
-            false => (500, &b"internal server error\n"[..]),
-        };
-        self.status = status;
+        self.status = 500;
         self.headers = vec![("Content-Type".into(), "text/plain".into())];
-        if status == 503 {
-            self.headers.push(("Retry-After".into(), "1".into()));
-        }
-        self.buf.extend_from_slice(text);
+        self.buf.extend_from_slice(b"internal server error\n");
         if self.push(End::Complete).is_err() {
             let _ = self.send(Vec::new(), End::Failed);
         }

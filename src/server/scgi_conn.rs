@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
+use super::hold::{Chunk, Held};
 use super::limits::Limits;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
@@ -20,6 +21,10 @@ use crate::protocol::fastcgi::Role;
 use crate::protocol::scgi::{self, Header};
 use crate::protocol::Error;
 
+/// Held output moved into the connection's buffer while less than this is
+/// unwritten there.
+const RELEASE_ROOM: usize = 256 * 1024;
+
 enum Phase {
     /// Gathering the netstring header.
     Header,
@@ -29,6 +34,9 @@ enum Phase {
         remaining: u64,
         dispatched: Instant,
         head_sent: bool,
+        /// Output that came before the body ended, or that waits for room
+        /// in the connection's buffer.
+        held: Option<Box<Held>>,
     },
     /// Answered: input is ignored, the connection closes once written.
     Done,
@@ -100,17 +108,27 @@ impl ScgiConn {
         }
         if *remaining == 0 && !matches!(pushed[0], Pushed::Refuse(_)) {
             pushed[1] = shared.push(Input::Stdin, &[], spill.as_ref());
-            // The end of the body: an async handler may start now.
+            // The end of the body: an async handler may start now, held
+            // output may leave.
             ctx.start_if_ready(shared);
         }
+        let ended = *remaining == 0;
         for p in pushed {
             match p {
                 Pushed::Queued => {}
                 Pushed::Pause => io.paused_by += 1,
-                Pushed::Refuse(status) => self.refuse(ctx, io, Refusal::new(status)),
+                Pushed::Refuse(status) => return self.refused(ctx, io, status, input.len()),
             }
         }
+        if ended {
+            self.release_all(ctx, io);
+        }
         input.len()
+    }
+
+    fn refused(&mut self, ctx: &mut Ctx, io: &mut ConnIo, status: u16, used: usize) -> usize {
+        self.refuse(ctx, io, Refusal::new(status));
+        used
     }
 
     fn header(&mut self, ctx: &mut Ctx, io: &mut ConnIo, input: &[u8]) -> usize {
@@ -142,6 +160,7 @@ impl ScgiConn {
                     remaining: content_length,
                     dispatched: ctx.now,
                     head_sent: false,
+                    held: None,
                 };
                 // Running consumes everything it is given.
                 let _ = self.process(ctx, io, &input[consumed..]);
@@ -219,6 +238,8 @@ impl ScgiConn {
         ctx.log_end(self.log.take(), &io.peer, queue);
     }
 
+    /// A worker's (or a `Reply`'s) output: written now, or held until
+    /// the body has ended (and any output held before it has gone).
     pub fn on_output(
         &mut self,
         ctx: &mut Ctx,
@@ -229,7 +250,11 @@ impl ScgiConn {
         end: End,
     ) {
         let Phase::Running {
-            shared, head_sent, ..
+            shared,
+            remaining,
+            held,
+            head_sent,
+            ..
         } = &mut self.phase
         else {
             return;
@@ -237,17 +262,105 @@ impl ScgiConn {
         if shared.req.key != r.key {
             return;
         }
-        let status = head.as_ref().map(|h| h.status);
-        if let Some(h) = head {
+        if *remaining == 0 && held.is_none() {
+            return self.emit(ctx, io, Chunk { head, body, end }, true);
+        }
+        note_output(&mut self.log, head.as_ref().map(|h| h.status), body.len());
+        // Held, the bytes no longer count against the writer's credit.
+        shared.release_output(body.len());
+        let failed_unseen = end == End::Failed && !*head_sent;
+        match held
+            .get_or_insert_default()
+            .stash(head, &body, end, &ctx.temp)
+        {
+            // Nothing reached the client yet: a clean answer instead.
+            Ok(()) if failed_unseen => self.refuse(ctx, io, Refusal::new(500)),
+            Ok(()) => {}
+            Err(e) => {
+                log::warn!("request {}: holding its output: {e}", r.key);
+                self.fail(ctx, io, 503);
+            }
+        }
+    }
+
+    /// Writes one piece of the response; `credit`: the writer waits for
+    /// these bytes (held ones gave theirs back).
+    fn emit(&mut self, ctx: &mut Ctx, io: &mut ConnIo, c: Chunk, credit: bool) {
+        let Phase::Running {
+            shared, head_sent, ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let status = c.head.as_ref().map(|h| h.status);
+        if let Some(h) = c.head {
             write_reply_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
             *head_sent = true;
         }
-        io.out.buf.extend_from_slice(&body);
-        io.out.credit(shared, body.len());
-        note_output(&mut self.log, status, body.len());
-        if end != End::No {
+        io.out.buf.extend_from_slice(&c.body);
+        if credit {
+            io.out.credit(shared, c.body.len());
+            note_output(&mut self.log, status, c.body.len());
+        }
+        if c.end != End::No {
             self.set_status(500, false);
             self.finish(ctx, io);
+        }
+    }
+
+    /// Moves held output into the connection's buffer while it has room
+    /// (the body must have ended); the rest waits for the next call.
+    pub fn release_all(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
+        io.held_waiting = false;
+        while io.out.pending() < RELEASE_ROOM {
+            let Phase::Running {
+                remaining: 0,
+                held: Some(held),
+                ..
+            } = &mut self.phase
+            else {
+                return;
+            };
+            match held.next_chunk() {
+                Ok(Some(chunk)) => self.emit(ctx, io, chunk, false),
+                Ok(None) => return self.drop_held(),
+                Err(e) => {
+                    log::warn!("reading held output: {e}");
+                    return self.fail(ctx, io, 500);
+                }
+            }
+        }
+        io.held_waiting = true;
+    }
+
+    /// Ends the request with `status` if nothing went out yet, else cuts
+    /// the response short (the connection closes after what was written).
+    fn fail(&mut self, ctx: &mut Ctx, io: &mut ConnIo, status: u16) {
+        let Phase::Running {
+            shared, head_sent, ..
+        } = &self.phase
+        else {
+            return;
+        };
+        if !*head_sent {
+            let retry_after = status == 503;
+            return self.refuse(
+                ctx,
+                io,
+                Refusal {
+                    status,
+                    retry_after,
+                },
+            );
+        }
+        io.abort(shared);
+        self.set_status(status, false);
+        self.finish(ctx, io);
+    }
+
+    fn drop_held(&mut self) {
+        if let Phase::Running { held, .. } = &mut self.phase {
+            *held = None;
         }
     }
 

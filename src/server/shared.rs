@@ -122,8 +122,6 @@ impl InputState {
 pub struct Shared {
     pub req: ReqRef,
     sender: LoopSender,
-    /// Where held output spills (`--temp-dir`, `--max-temp-bytes`).
-    temp: Arc<TempSpace>,
     dispatched: Instant,
     started: OnceLock<Instant>,
     aborted: AtomicBool,
@@ -167,14 +165,13 @@ impl Shared {
     /// FILTER has a DATA stream after STDIN; AUTHORIZER has no input at
     /// all (FastCGI 1.0 §6.3: Apache sends it no FCGI_STDIN, not even the
     /// empty record).
-    pub fn new(req: ReqRef, role: Role, sender: LoopSender, temp: Arc<TempSpace>) -> Shared {
+    pub fn new(req: ReqRef, role: Role, sender: LoopSender) -> Shared {
         let mut input = InputState::default();
         input.stdin.ended = role == Role::Authorizer;
         input.data.ended = role != Role::Filter;
         Shared {
             req,
             sender,
-            temp,
             dispatched: Instant::now(),
             started: OnceLock::new(),
             aborted: AtomicBool::new(false),
@@ -390,18 +387,12 @@ impl Shared {
         st.stdin.ended && st.data.ended
     }
 
-    /// Blocks until all input has ended (discarding what the handler left
-    /// unread) or the request is aborted.
-    pub fn wait_input_complete(&self) -> io::Result<()> {
+    /// The handler returned without reading all its input: what is queued
+    /// and what still arrives is discarded, and the connection is read
+    /// again. Never waits.
+    pub fn give_up_input(&self) {
         let mut st = lock(&self.input);
         self.discard_unread(&mut st);
-        while !(st.stdin.ended && st.data.ended) {
-            if self.is_aborted() {
-                return Err(aborted_error());
-            }
-            st = self.input_cv.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        Ok(())
     }
 
     /// The handler will read no more: drop queued input, discard the rest
@@ -456,11 +447,6 @@ impl Shared {
             }
             st = self.input_cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
-    }
-
-    /// Where held output spills.
-    pub fn temp_space(&self) -> &Arc<TempSpace> {
-        &self.temp
     }
 
     /// Takes credit for `n` output bytes, waiting while too much of this
