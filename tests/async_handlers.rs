@@ -47,6 +47,11 @@ fn start() -> Running {
         });
     });
     b.mount_async("/drop", |_req: Request, reply: Reply| drop(reply));
+    b.mount_async("/slow", |_req: Request, reply: Reply| {
+        // What an async handler must never do: block the loop.
+        thread::sleep(Duration::from_millis(80));
+        reply.finish();
+    });
     let flag = Arc::clone(&fired);
     b.mount_async("/cancel", move |_req: Request, reply: Reply| {
         let flag = Arc::clone(&flag);
@@ -245,4 +250,34 @@ fn a_big_async_answer_follows_the_clients_pace() {
         RESUMES.load(Ordering::Relaxed) > 0,
         "the writer never had to wait"
     );
+}
+
+/// Log lines of this test process, for the warning below.
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An async handler that blocks the loop is named in a warning.
+#[test]
+fn a_blocking_async_handler_is_named_in_a_warning() {
+    let _ = env_logger::Builder::new()
+        .filter_level(log::LevelFilter::Warn)
+        .target(env_logger::Target::Pipe(Box::new(LogSink)))
+        .try_init();
+    let r = start();
+    assert_eq!(fcgi_get(&r.spec, "/slow").status, 200);
+    let found = eventually(Duration::from_secs(2), || {
+        String::from_utf8_lossy(&LOG.lock().unwrap()).contains("the async handler of /slow ran")
+    });
+    assert!(found, "{}", String::from_utf8_lossy(&LOG.lock().unwrap()));
 }
