@@ -114,6 +114,7 @@ fn main() {
     let feed = Shared::default();
     let (reader, writer) = (Arc::clone(&feed), Arc::clone(&feed));
     let mut builder = Server::builder();
+    builder.handle_signals(true);
     builder
         .listen(spec)
         .mount_async("/feed", move |req: Request, reply: Reply| {

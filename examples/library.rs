@@ -43,6 +43,7 @@ fn main() {
         std::process::exit(2);
     });
     let mut builder = Server::builder();
+    builder.handle_signals(true);
     builder
         .listen(spec)
         .mount("/greet", greet)

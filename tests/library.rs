@@ -79,3 +79,32 @@ fn a_stop_asked_before_run_is_kept() {
     assert!(server.run().is_ok());
     stop.stop();
 }
+
+/// The two halves of `build`: `bind` takes over a socket bound elsewhere
+/// (as a parent process passes one), `start` serves a copy made for a
+/// forked child, and the copy owns none of the socket files.
+#[test]
+fn bind_then_start_serves_an_inherited_socket() {
+    let dir = temp_dir("inherit");
+    let path = dir.join("parent.sock");
+    let parent = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut builder = Server::builder();
+    builder.inherit(std::os::fd::OwnedFd::from(parent));
+    builder.mount("/greet", greet);
+    let bound = builder.bind().unwrap();
+    let specs = bound.listen_specs();
+    assert_eq!(specs.len(), 1);
+    let child = bound.for_child().unwrap();
+    let server = builder.start(child).unwrap();
+    let stop = server.stop_handle();
+    let running = thread::spawn(move || server.run());
+    let spec: ListenSpec = format!("fastcgi:{}", path.display()).parse().unwrap();
+    assert_eq!(get(&spec, "/greet?name=child"), "Hello, child!\n");
+    stop.stop();
+    running.join().unwrap().unwrap();
+    assert!(
+        path.exists(),
+        "a copy for a child removed the parent's socket file"
+    );
+    drop(bound);
+}

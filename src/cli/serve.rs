@@ -34,6 +34,7 @@ pub(crate) fn run(args: ServeArgs, matches: &ArgMatches, verbosity: (u8, u8)) ->
 pub(crate) fn serve(config: Config) -> Result<(), Error> {
     let mounts = mounts(&config);
     let mut builder = Server::builder();
+    builder.handle_signals(true);
     let stats = builder.stats();
     for m in &mounts {
         let app = crate::apps::build(&m.app, &m.prefix, &stats)

@@ -85,13 +85,14 @@ impl EventLoop {
         waker: Arc<Waker>,
         shutdown_timeout: Duration,
         filter: PeerFilter,
+        handle_signals: bool,
     ) -> io::Result<EventLoop> {
         let mut poller = super::poller::new_poller()?;
         poller.add(waker.raw_fd(), WAKER, Interest::READ)?;
         for (i, l) in listeners.iter().enumerate() {
             poller.add(l.raw_fd(), listener_token(i), Interest::READ)?;
         }
-        let signals = Signals::install()?;
+        let signals = Signals::install(handle_signals)?;
         for (i, fd) in signals.fds() {
             poller.add(fd, Token(SIGNAL_BASE + i), Interest::READ)?;
         }

@@ -30,6 +30,9 @@ pub struct Listener {
     pub spec: ListenSpec,
     /// Set when we created the socket file and must remove it.
     created: Option<PathBuf>,
+    /// The process that created it: a forked child holds a copy of this
+    /// listener, and must leave the file to the process that made it.
+    creator: u32,
 }
 
 /// What a Unix socket file that fastgate creates looks like.
@@ -69,6 +72,7 @@ impl Listener {
                     fd,
                     spec,
                     created: None,
+                    creator: std::process::id(),
                 })
             }
             Address::Unix(path) => {
@@ -78,6 +82,7 @@ impl Listener {
                     fd,
                     spec: spec.clone(),
                     created: Some(path.clone()),
+                    creator: std::process::id(),
                 };
                 apply_unix_options(path, unix)
                     .map_err(|e| Error::new(format!("--listen {spec}: {e}")))?;
@@ -130,7 +135,7 @@ impl Listener {
     }
 
     /// Wraps an inherited listening socket; its protocol is auto-detected.
-    fn inherited(fd: OwnedFd, what: &str) -> io::Result<Listener> {
+    pub(crate) fn inherited(fd: OwnedFd, what: &str) -> io::Result<Listener> {
         set_nonblocking(&fd)?;
         let addr: SockaddrStorage = socket::getsockname(fd.as_raw_fd())?;
         let address = if let Some(un) = addr.as_unix_addr() {
@@ -149,6 +154,7 @@ impl Listener {
                 address,
             },
             created: None,
+            creator: std::process::id(),
         })
     }
 
@@ -177,6 +183,16 @@ impl Listener {
         self.fd.as_raw_fd()
     }
 
+    /// Another handle on the same socket (a new fd), owning no file.
+    pub fn try_clone(&self) -> io::Result<Listener> {
+        Ok(Listener {
+            fd: self.fd.try_clone()?,
+            spec: self.spec.clone(),
+            created: None,
+            creator: self.creator,
+        })
+    }
+
     /// The socket file this listener created (and removes when dropped).
     pub fn created_path(&self) -> Option<&Path> {
         self.created.as_deref()
@@ -185,6 +201,9 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        if std::process::id() != self.creator {
+            return;
+        }
         if let Some(path) = &self.created {
             let _ = fs::remove_file(path);
         }

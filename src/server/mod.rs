@@ -43,6 +43,7 @@ mod waker;
 mod warnings;
 
 use std::fmt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -114,6 +115,10 @@ pub struct ServerBuilder {
     /// Made with the builder, so handlers built before the server (the
     /// `status` app) can read it.
     stats: Arc<Stats>,
+    /// Whether the loop handles the process's signals.
+    signals: bool,
+    /// Listening sockets passed in by a parent process.
+    inherited: Vec<OwnedFd>,
 }
 
 impl Default for ServerBuilder {
@@ -123,6 +128,8 @@ impl Default for ServerBuilder {
             listen: Vec::new(),
             router: Router::default(),
             stats: Arc::new(Stats::started_now()),
+            signals: false,
+            inherited: Vec::new(),
         }
     }
 }
@@ -174,14 +181,62 @@ impl ServerBuilder {
     }
 
     /// Binds the listeners (dropping privileges after, if asked) and
-    /// starts the worker pool.
+    /// starts the worker pool: [`bind`](Self::bind) then
+    /// [`start`](Self::start).
     pub fn build(&mut self) -> Result<Server, Error> {
+        let bound = self.bind()?;
+        self.start(bound)
+    }
+
+    /// Has the server handle the process's signals (TERM, INT, QUIT, HUP,
+    /// USR1, USR2, TTIN, TTOU) as DESIGN.md's table says. Off by default:
+    /// a program that embeds the library keeps its signals, and stops the
+    /// server with a [`StopHandle`].
+    pub fn handle_signals(&mut self, on: bool) -> &mut Self {
+        self.signals = on;
+        self
+    }
+
+    /// Serves a listening socket bound elsewhere (passed by a parent
+    /// process); its protocol is detected per connection.
+    pub fn inherit(&mut self, fd: OwnedFd) -> &mut Self {
+        self.inherited.push(fd);
+        self
+    }
+
+    /// The first half of [`build`](Self::build), done once: binds (or
+    /// takes over) every listener, writes the pidfile and drops
+    /// privileges. No thread is started yet, so this is where a prefork
+    /// master forks.
+    pub fn bind(&mut self) -> Result<Bound, Error> {
         raise_fd_limit();
-        let cfg = self.take_options();
-        let listeners = open_listeners(&cfg)?;
-        write_pidfile(cfg.pidfile.as_deref())?;
-        let janitor = spawn_janitor(&cfg, &listeners)?;
-        privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref())?;
+        let options = self.take_options();
+        let mut listeners = inherited_listeners(std::mem::take(&mut self.inherited))?;
+        if listeners.is_empty() || !options.listen.is_empty() {
+            listeners.extend(open_listeners(&options)?);
+        }
+        write_pidfile(options.pidfile.as_deref())?;
+        let janitor = spawn_janitor(&options, &listeners)?;
+        privileges::drop_to(options.user.as_deref(), options.group.as_deref())?;
+        let exit = ExitDuty {
+            pidfile: options.pidfile.clone(),
+            janitor,
+        };
+        Ok(Bound {
+            options,
+            listeners,
+            exit,
+        })
+    }
+
+    /// The second half of [`build`](Self::build), in each process that
+    /// serves: starts the worker threads and the event loop on `bound`.
+    pub fn start(&mut self, bound: Bound) -> Result<Server, Error> {
+        let Bound {
+            options: cfg,
+            listeners,
+            exit,
+        } = bound;
         let stats = Arc::clone(&self.stats);
         stats.mark_started();
         let waker = Waker::new(stats.clone()).map_err(|e| Error::new(format!("eventfd: {e}")))?;
@@ -195,13 +250,13 @@ impl ServerBuilder {
             uids: cfg.allow_uid.clone(),
             gids: cfg.allow_gid.clone(),
         };
-        let event_loop = EventLoop::new(listeners, ctx, rx, waker, cfg.shutdown_timeout, filter)
+        let setup = (cfg.shutdown_timeout, filter, self.signals);
+        let event_loop = EventLoop::new(listeners, ctx, rx, waker, setup.0, setup.1, setup.2)
             .map_err(|e| Error::new(format!("cannot start the event loop: {e}")))?;
         Ok(Server {
             event_loop,
             specs,
-            pidfile: cfg.pidfile,
-            janitor,
+            exit,
         })
     }
 
@@ -218,14 +273,67 @@ impl ServerBuilder {
     }
 }
 
+/// Listeners bound and privileges dropped, no thread started yet: what
+/// [`ServerBuilder::bind`] makes and [`ServerBuilder::start`] serves.
+pub struct Bound {
+    options: Options,
+    listeners: Vec<Listener>,
+    exit: ExitDuty,
+}
+
+impl Bound {
+    /// The listeners, with real addresses (a port 0 resolved).
+    pub fn listen_specs(&self) -> Vec<ListenSpec> {
+        self.listeners.iter().map(|l| l.spec.clone()).collect()
+    }
+
+    /// A copy for a forked child: the same sockets (new fds), and none of
+    /// the duties at exit (the socket files and the pidfile stay the
+    /// parent's).
+    pub fn for_child(&self) -> Result<Bound, Error> {
+        let listeners = self
+            .listeners
+            .iter()
+            .map(Listener::try_clone)
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| Error::new(format!("dup of a listening socket: {e}")))?;
+        Ok(Bound {
+            options: self.options.clone(),
+            listeners,
+            exit: ExitDuty::default(),
+        })
+    }
+
+    /// The listening fds, to hand to another process.
+    pub fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
+        self.listeners.iter().map(Listener::raw_fd).collect()
+    }
+}
+
+/// What the process that bound the listeners does when the server stops:
+/// remove its pidfile, and let its janitor remove what it could not.
+#[derive(Default)]
+struct ExitDuty {
+    pidfile: Option<PathBuf>,
+    janitor: Option<Janitor>,
+}
+
+impl Drop for ExitDuty {
+    fn drop(&mut self) {
+        if let Some(path) = &self.pidfile {
+            let _ = std::fs::remove_file(path);
+        }
+        // Its pipe closes: it removes what this process could not.
+        drop(self.janitor.take());
+    }
+}
+
 /// A bound server, ready to run.
 pub struct Server {
     event_loop: EventLoop,
     specs: Vec<ListenSpec>,
-    pidfile: Option<PathBuf>,
-    /// Removes the socket files and pidfile at exit when root was dropped
-    /// (declared last: dropped after the listeners close).
-    janitor: Option<Janitor>,
+    /// Done after the listeners close (declared last: dropped last).
+    exit: ExitDuty,
 }
 
 impl Server {
@@ -262,14 +370,11 @@ impl Server {
             .event_loop
             .run()
             .map_err(|e| Error::new(format!("event loop: {e}")));
-        if let Some(path) = &self.pidfile {
-            let _ = std::fs::remove_file(path);
-        }
-        // The listeners close first; then the janitor removes what this
-        // process, no longer root, could not.
-        let janitor = self.janitor.take();
+        // The listeners close first; then the pidfile goes and the janitor
+        // removes what this process, no longer root, could not.
+        let exit = std::mem::take(&mut self.exit);
         drop(self);
-        drop(janitor);
+        drop(exit);
         result
     }
 }
@@ -339,6 +444,17 @@ fn spawn_janitor(cfg: &Options, listeners: &[Listener]) -> Result<Option<Janitor
     Janitor::spawn(&files)
         .map(Some)
         .map_err(|e| Error::new(format!("fork (to remove the socket files at exit): {e}")))
+}
+
+/// Sockets passed with [`ServerBuilder::inherit`].
+fn inherited_listeners(fds: Vec<OwnedFd>) -> Result<Vec<Listener>, Error> {
+    fds.into_iter()
+        .map(|fd| {
+            let raw = fd.as_raw_fd();
+            Listener::inherited(fd, &format!("inherited fd {raw}"))
+                .map_err(|e| Error::new(format!("inherited fd {raw}: not a listening socket: {e}")))
+        })
+        .collect()
 }
 
 /// `--listen` specs, else fd 0, else systemd's sockets, else the default.

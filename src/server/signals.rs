@@ -41,28 +41,40 @@ const SIGNALS: [(i32, Signal); 8] = [
 pub struct Signals {
     readers: Vec<(UnixStream, Signal)>,
     ids: Vec<signal_hook::SigId>,
+    /// The writing ends no handler owns (signals not handled): kept open,
+    /// or the readers would see an end of stream on every wait.
+    writers: Vec<UnixStream>,
     /// TERM's writing end, shared with every `StopHandle`: writing a byte
     /// there is TERM arriving.
     term: Arc<UnixStream>,
 }
 
 impl Signals {
-    pub fn install() -> io::Result<Signals> {
-        let mut readers = Vec::new();
-        let mut ids = Vec::new();
-        let mut term = None;
+    /// The sockets, with a handler writing to each when `handle` (the
+    /// binary); without, only a `StopHandle` writes (a library user keeps
+    /// the process's signals to itself).
+    pub fn install(handle: bool) -> io::Result<Signals> {
+        let mut signals = Signals {
+            readers: Vec::new(),
+            ids: Vec::new(),
+            writers: Vec::new(),
+            term: Arc::new(UnixStream::pair()?.0),
+        };
         for (num, sig) in SIGNALS {
             let (reader, writer) = UnixStream::pair()?;
             reader.set_nonblocking(true)?;
             if sig == Signal::Term {
-                term = Some(Arc::new(writer.try_clone()?));
+                signals.term = Arc::new(writer.try_clone()?);
             }
-            ids.push(signal_hook::low_level::pipe::register(num, writer)?);
-            readers.push((reader, sig));
+            match handle {
+                true => signals
+                    .ids
+                    .push(signal_hook::low_level::pipe::register(num, writer)?),
+                false => signals.writers.push(writer),
+            }
+            signals.readers.push((reader, sig));
         }
-        // SIGNALS lists TERM, so the loop above has set it.
-        let term = term.expect("TERM is in SIGNALS");
-        Ok(Signals { readers, ids, term })
+        Ok(signals)
     }
 
     /// TERM's writing end, for a `StopHandle`.
