@@ -44,6 +44,7 @@ pub mod apps;
 pub mod cli;
 pub mod client;
 mod logfile;
+pub mod master;
 pub mod protocol;
 pub mod server;
 pub mod spec;

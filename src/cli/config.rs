@@ -318,8 +318,7 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub cgi_allow_root: Option<String>,
-    /// Prefork N children; auto = number of CPUs; 1 = no master (prefork is not built
-    /// yet: only 1) [default: 1]
+    /// Prefork N children; auto = number of CPUs; 1 = no master [default: 1]
     #[arg(
         short,
         long,
@@ -368,7 +367,7 @@ pub struct ServeArgs {
         env = "FASTGATE_MAX_REQS"
     )]
     pub max_reqs: Option<String>,
-    /// Recycle a child after N requests; 0 = never (prefork; not built yet) [default: 0]
+    /// Recycle a prefork child after N requests; 0 = never [default: 0]
     #[arg(
         long,
         value_name = "N",
@@ -849,19 +848,11 @@ fn parse_mount(s: &str) -> Result<Mount, String> {
     })
 }
 
-/// `N` or `auto`; more than one process needs prefork, which this build
-/// does not have yet.
+/// `N` (1 to 1024) or `auto` (the number of CPUs).
 fn parse_processes(s: &str) -> Result<usize, String> {
-    let n = match s {
-        "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        _ => to_usize(at_least(1)(s)?)?,
-    };
-    match (n, s) {
-        (1, _) => Ok(1),
-        (n, "auto") => Err(format!(
-            "auto means {n} here, and prefork is not available in this build"
-        )),
-        _ => Err("prefork is not available in this build".into()),
+    match s {
+        "auto" => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        _ => to_usize(within(1, 1024)(s)?),
     }
 }
 
@@ -1313,12 +1304,12 @@ mod tests {
     }
 
     #[test]
-    fn prefork_is_refused_for_now() {
-        assert!(config(&["-p", "1"]).is_ok());
-        assert!(error(&["-p", "4"]).contains("prefork is not available in this build"));
-        let auto = config(&["-p", "auto"]);
+    fn processes_take_a_count_or_auto() {
+        assert_eq!(config(&["-p", "1"]).unwrap().processes, 1);
+        assert_eq!(config(&["-p", "4"]).unwrap().processes, 4);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(auto.is_ok(), cpus == 1);
+        assert_eq!(config(&["-p", "auto"]).unwrap().processes, cpus);
+        assert!(error(&["-p", "0"]).contains("between 1 and 1024"));
     }
 
     #[test]

@@ -32,13 +32,14 @@ pub(crate) fn init((verbose, quiet): (u8, u8), target: Target) {
         1 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    let pid = std::process::id();
     env_logger::Builder::new()
         .filter_level(level)
         .parse_env("RUST_LOG")
         .target(target)
         .format(move |buf, record| {
             let time = buf.timestamp_millis();
+            // Asked each time: a prefork child logs its own pid.
+            let pid = std::process::id();
             writeln!(
                 buf,
                 "{time} fastgate[{pid}]: {} {}",

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::ArgMatches;
 
 use super::config::{self, Config, Mount, ServeArgs};
-use crate::server::{Error, Server};
+use crate::master::Plan;
+use crate::server::{Error, Server, ServerBuilder};
 
 /// Checks the configuration (exit 2 on a bad value), sets up logging,
 /// then serves (exit 1 on a runtime error).
@@ -42,12 +43,31 @@ pub(crate) fn serve(config: Config) -> Result<(), Error> {
         builder.mount_route(&m.prefix, app);
     }
     let start_line = start_line(&config, &mounts);
-    let server = builder.options(config.into()).build()?;
+    let plan = Plan {
+        processes: config.processes,
+        max_requests: config.max_requests,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    builder.options(config.into());
+    if plan.processes > 1 {
+        return prefork(builder, plan, &start_line);
+    }
+    let server = builder.build()?;
     for spec in server.listen_specs() {
         log::info!("listening on {spec}");
     }
     log::info!("{start_line}");
     server.run()
+}
+
+/// `--processes` above 1: a master binds, forks the children, supervises.
+fn prefork(mut builder: ServerBuilder, plan: Plan, start_line: &str) -> Result<(), Error> {
+    let bound = builder.bind()?;
+    for spec in bound.listen_specs() {
+        log::info!("listening on {spec}");
+    }
+    log::info!("{start_line}");
+    crate::master::run(builder, bound, plan)
 }
 
 /// `--mount`s; none means `/=hello`.

@@ -354,7 +354,8 @@ impl Conn {
             self.seen_ended = self.io.ended;
             self.last_active = ctx.now;
         }
-        if self.in_flight() == 0 && (ctx.draining || self.io.peer_shut) {
+        let idle = self.in_flight() == 0;
+        if idle && ((ctx.draining && !self.fresh()) || self.io.peer_shut) {
             self.io.out.close_after = true;
         }
         if self.io.out.close_after && self.state == ConnState::Open {
@@ -363,7 +364,7 @@ impl Conn {
     }
 
     /// No request has begun on it yet.
-    fn fresh(&self) -> bool {
+    pub fn fresh(&self) -> bool {
         self.io.begun == 0
     }
 

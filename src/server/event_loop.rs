@@ -544,7 +544,10 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
-            if conn.in_flight() == 0 {
+            // An idle kept-alive connection closes; one accepted but not
+            // read yet keeps its first request (its client sent it before
+            // it could know of the stop).
+            if conn.in_flight() == 0 && !conn.fresh() {
                 conn.io.out.close_after = true;
                 conn.state = ConnState::Closing;
             }

@@ -212,7 +212,9 @@ impl FcgiConn {
             phase: Phase::Params { role, params },
             log: None,
         };
-        if ctx.draining {
+        // Stopping: the first request of a connection accepted before the
+        // stop is served; a kept-alive one takes no new request.
+        if ctx.draining && io.begun > 1 {
             refuse(
                 ctx,
                 io,

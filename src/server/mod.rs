@@ -33,7 +33,7 @@ mod response;
 mod router;
 mod scgi_conn;
 mod shared;
-mod signals;
+pub(crate) mod signals;
 mod slab;
 mod spool;
 mod stats;
@@ -221,6 +221,7 @@ impl ServerBuilder {
         let exit = ExitDuty {
             pidfile: options.pidfile.clone(),
             janitor,
+            creator: std::process::id(),
         };
         Ok(Bound {
             options,
@@ -316,10 +317,17 @@ impl Bound {
 struct ExitDuty {
     pidfile: Option<PathBuf>,
     janitor: Option<Janitor>,
+    /// The process that wrote the pidfile.
+    creator: u32,
 }
 
 impl Drop for ExitDuty {
     fn drop(&mut self) {
+        if self.pidfile.is_some() && std::process::id() != self.creator {
+            // A forked copy unwinding: the duty is the parent's.
+            std::mem::forget(self.janitor.take());
+            return;
+        }
         if let Some(path) = &self.pidfile {
             let _ = std::fs::remove_file(path);
         }

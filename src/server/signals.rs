@@ -6,7 +6,9 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{
+    SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2,
+};
 
 /// What a signal asks of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,11 +24,13 @@ pub enum Signal {
     Ttin,
     /// One child fewer under prefork; logged and ignored in one process.
     Ttou,
+    /// A child process ended (the prefork master reaps it).
+    Chld,
 }
 
 /// Every signal of DESIGN.md's table: each gets a handler, so none keeps
 /// its default action (USR2 would end the process, TTIN/TTOU stop it).
-const SIGNALS: [(i32, Signal); 8] = [
+const SIGNALS: [(i32, Signal); 9] = [
     (SIGTERM, Signal::Term),
     (SIGINT, Signal::Int),
     (SIGQUIT, Signal::Quit),
@@ -35,6 +39,7 @@ const SIGNALS: [(i32, Signal); 8] = [
     (SIGUSR2, Signal::Usr2),
     (SIGTTIN, Signal::Ttin),
     (SIGTTOU, Signal::Ttou),
+    (SIGCHLD, Signal::Chld),
 ];
 
 /// One socket per signal, so the loop knows which arrived.
@@ -104,10 +109,17 @@ impl Signals {
     }
 }
 
-impl Drop for Signals {
-    fn drop(&mut self) {
+impl Signals {
+    /// The handlers go (the signals take their default action again).
+    pub fn disarm(&mut self) {
         for id in self.ids.drain(..) {
             signal_hook::low_level::unregister(id);
         }
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        self.disarm();
     }
 }

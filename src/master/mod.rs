@@ -1,0 +1,372 @@
+//! The prefork master (DESIGN.md, "Prefork"): it binds every listener once
+//! (or takes them over), forks `--processes` children that serve the same
+//! sockets, and then only supervises. It never serves a request and never
+//! starts a thread, so forking stays safe.
+//!
+//! One small loop over a signal queue, as gunicorn's arbiter: wait for a
+//! signal or a child's readiness (a second at most), act on what arrived
+//! (`on_signal`), reap the children that ended, then bring the children to
+//! their target (`scale`): each step can run again without harm.
+//!
+//! | signal | the master |
+//! |---|---|
+//! | TERM, INT | stops every child gracefully, waits for them (up to `--shutdown-timeout`), exits 0; a second INT stops at once |
+//! | QUIT | stops every child at once |
+//! | HUP | rolling restart: a new child, once it serves, replaces an old one, one by one |
+//! | USR1 | reopens its log files, and asks every child to |
+//! | TTIN / TTOU | one child more / fewer |
+//!
+//! A child that dies is replaced; one that dies before it serves (or within
+//! a second) makes the next start wait, twice as long each time up to 10 s,
+//! so a broken configuration costs no fork storm.
+
+mod children;
+
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal as Sig;
+use nix::unistd::Pid;
+
+use self::children::{Child, ChildPlan, State};
+use crate::server::signals::{Signal, Signals};
+use crate::server::{Bound, Error, ServerBuilder};
+
+/// What the master is asked to keep running.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Children to keep (`--processes`).
+    pub processes: usize,
+    /// Recycle a child after this many requests (0: never).
+    pub max_requests: u64,
+    /// How long a graceful stop waits for the children.
+    pub shutdown_timeout: Duration,
+}
+
+/// The longest start delay after children that keep dying.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A child that ends sooner than this after its start counts as failing.
+const EARLY_DEATH: Duration = Duration::from_secs(1);
+
+enum Run {
+    Serving,
+    /// Every child was asked to stop; past the deadline they are killed.
+    Stopping {
+        deadline: Instant,
+    },
+}
+
+/// Runs the master until a signal stops it; `bound` holds the listeners.
+pub fn run(builder: ServerBuilder, bound: Bound, plan: Plan) -> Result<(), Error> {
+    let signals =
+        Signals::install(true).map_err(|e| Error::new(format!("signal handlers: {e}")))?;
+    let mut master = Master {
+        builder,
+        bound,
+        signals,
+        target: plan.processes.max(1),
+        children: Vec::new(),
+        generation: 0,
+        run: Run::Serving,
+        failures: 0,
+        next_start: Instant::now(),
+        plan,
+    };
+    log::info!("master {}: {} children", std::process::id(), master.target);
+    master.serve()
+}
+
+struct Master {
+    builder: ServerBuilder,
+    /// The listeners and the duties at exit (socket files, pidfile).
+    bound: Bound,
+    signals: Signals,
+    target: usize,
+    children: Vec<Child>,
+    /// Bumped by HUP: older children are replaced one by one.
+    generation: u64,
+    run: Run,
+    /// Children that died early in a row: the start backoff's exponent.
+    failures: u32,
+    /// No child is started before this (backoff).
+    next_start: Instant,
+    plan: Plan,
+}
+
+impl Master {
+    fn serve(&mut self) -> Result<(), Error> {
+        loop {
+            self.wait();
+            self.reap();
+            if let Run::Stopping { deadline } = self.run {
+                if self.children.is_empty() {
+                    log::info!("master {}: stopped", std::process::id());
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    self.kill_all();
+                }
+                continue;
+            }
+            self.scale();
+        }
+    }
+
+    /// Waits (a second at most, less while a start is delayed) for a
+    /// signal or a child's readiness, and handles what came.
+    fn wait(&mut self) {
+        let timeout = self.next_start.saturating_duration_since(Instant::now());
+        let timeout = timeout.clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let signal_fds: Vec<_> = self.signals.fds().collect();
+        let ready = {
+            let mut fds: Vec<PollFd<'_>> = signal_fds
+                .iter()
+                .map(|(_, fd)| PollFd::new(borrow(*fd), PollFlags::POLLIN))
+                .collect();
+            let starting: Vec<usize> = (0..self.children.len())
+                .filter(|&i| self.children[i].ready_fd().is_some())
+                .collect();
+            for &i in &starting {
+                if let Some(fd) = self.children[i].ready_fd() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
+            }
+            let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+            let _ = poll(&mut fds, ms);
+            let fired: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            (fired, starting)
+        };
+        let (fired, starting) = ready;
+        for (k, (index, _)) in signal_fds.iter().enumerate() {
+            if fired[k] {
+                for sig in self.signals.take(*index) {
+                    self.on_signal(sig);
+                }
+            }
+        }
+        for (k, &i) in starting.iter().enumerate() {
+            if fired[signal_fds.len() + k] {
+                self.on_ready(i);
+            }
+        }
+    }
+
+    fn on_ready(&mut self, i: usize) {
+        let Some(child) = self.children.get_mut(i) else {
+            return;
+        };
+        if child.check_ready() {
+            self.failures = 0;
+            log::info!("child {} serves", child.pid);
+        }
+    }
+
+    fn on_signal(&mut self, sig: Signal) {
+        match (sig, &self.run) {
+            (Signal::Term | Signal::Int, Run::Serving) => self.stop_all(),
+            (Signal::Int, Run::Stopping { .. }) | (Signal::Quit, _) => self.quit_all(),
+            (Signal::Hup, Run::Serving) => self.rolling_restart(),
+            (Signal::Usr1, _) => self.reopen_logs(),
+            (Signal::Ttin, Run::Serving) => self.change_target(1),
+            (Signal::Ttou, Run::Serving) => self.change_target(-1),
+            (Signal::Usr2, _) => {
+                log::warn!("USR2: binary upgrade is not built yet; ignored")
+            }
+            _ => {}
+        }
+    }
+
+    fn stop_all(&mut self) {
+        log::info!(
+            "graceful stop: {} children, waiting up to {:?}",
+            self.children.len(),
+            self.plan.shutdown_timeout
+        );
+        for c in &mut self.children {
+            c.stop();
+        }
+        let grace = self.plan.shutdown_timeout + Duration::from_secs(1);
+        self.run = Run::Stopping {
+            deadline: Instant::now() + grace,
+        };
+    }
+
+    fn quit_all(&mut self) {
+        log::info!("stopping now");
+        for c in &self.children {
+            c.signal(Sig::SIGQUIT);
+        }
+        self.run = Run::Stopping {
+            deadline: Instant::now() + Duration::from_secs(2),
+        };
+    }
+
+    fn kill_all(&mut self) {
+        for c in &self.children {
+            log::warn!("child {} still running past the stop: killed", c.pid);
+            c.signal(Sig::SIGKILL);
+        }
+    }
+
+    fn rolling_restart(&mut self) {
+        self.generation += 1;
+        log::info!(
+            "HUP: restarting {} children one by one",
+            self.children.len()
+        );
+    }
+
+    fn reopen_logs(&mut self) {
+        crate::logfile::reopen_all();
+        for c in &self.children {
+            c.signal(Sig::SIGUSR1);
+        }
+        log::info!("USR1: log files reopened");
+    }
+
+    fn change_target(&mut self, by: isize) {
+        self.target = self.target.saturating_add_signed(by).max(1);
+        log::info!("{} children from now on", self.target);
+    }
+
+    /// Forgets the children that ended, noting early deaths.
+    fn reap(&mut self) {
+        for ended in children::reap() {
+            let Some(at) = self.children.iter().position(|c| c.pid == ended.pid) else {
+                continue;
+            };
+            let child = self.children.swap_remove(at);
+            self.note_end(&child, &ended.status);
+        }
+    }
+
+    fn note_end(&mut self, child: &Child, status: &str) {
+        if child.state == State::Stopping {
+            log::info!("child {} ended ({status})", child.pid);
+            return;
+        }
+        let early = child.state == State::Starting || child.started_at.elapsed() < EARLY_DEATH;
+        if !early {
+            log::warn!("child {} died ({status}); starting another", child.pid);
+            return;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let delay = backoff(self.failures);
+        self.next_start = Instant::now() + delay;
+        log::error!(
+            "child {} ended at start ({status}); next start in {} ms",
+            child.pid,
+            delay.as_millis()
+        );
+    }
+
+    /// Brings the children to the target: starts missing ones (not before
+    /// the backoff allows), replaces one of an older generation once its
+    /// successor serves, stops extra ones.
+    fn scale(&mut self) {
+        let current = |c: &&Child| c.state != State::Stopping && c.generation == self.generation;
+        let live = self.children.iter().filter(current).count();
+        let serving = self
+            .children
+            .iter()
+            .filter(current)
+            .filter(|c| c.state == State::Serving)
+            .count();
+        if live < self.target && Instant::now() >= self.next_start {
+            self.start_child();
+        } else if live > self.target {
+            self.stop_newest();
+        }
+        if serving > 0 {
+            self.retire_one_old(serving);
+        }
+    }
+
+    /// An old child stops for each new one that serves beyond those that
+    /// already replaced one.
+    fn retire_one_old(&mut self, serving: usize) {
+        let generation = self.generation;
+        let old_running = self
+            .children
+            .iter()
+            .filter(|c| c.generation < generation && c.state != State::Stopping)
+            .count();
+        let needed = self.target.saturating_sub(serving);
+        if old_running > needed {
+            if let Some(old) = self
+                .children
+                .iter_mut()
+                .find(|c| c.generation < generation && c.state != State::Stopping)
+            {
+                log::info!("child {} replaced", old.pid);
+                old.stop();
+            }
+        }
+    }
+
+    fn stop_newest(&mut self) {
+        let generation = self.generation;
+        if let Some(c) = self
+            .children
+            .iter_mut()
+            .filter(|c| c.state != State::Stopping && c.generation == generation)
+            .max_by_key(|c| c.started_at)
+        {
+            log::info!("child {} stopped (one fewer)", c.pid);
+            c.stop();
+        }
+    }
+
+    fn start_child(&mut self) {
+        let master = Pid::this();
+        let signals = &mut self.signals;
+        let mut before = || signals.disarm();
+        let plan = ChildPlan {
+            builder: &mut self.builder,
+            bound: &self.bound,
+            master,
+            max_requests: self.plan.max_requests,
+            before: &mut before,
+        };
+        match children::spawn(plan, self.generation) {
+            Ok(child) => {
+                log::info!("child {} started", child.pid);
+                self.children.push(child);
+            }
+            Err(e) => {
+                log::error!("cannot start a child: {e}");
+                self.failures = self.failures.saturating_add(1);
+                self.next_start = Instant::now() + backoff(self.failures);
+            }
+        }
+    }
+}
+
+/// 100 ms, doubling with each failure in a row, at most 10 s.
+fn backoff(failures: u32) -> Duration {
+    let ms = 100u64.saturating_mul(1 << failures.min(10));
+    Duration::from_millis(ms).min(MAX_BACKOFF)
+}
+
+/// A borrowed fd from a raw one the signal sockets own for the master's
+/// whole life.
+fn borrow(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: the fd belongs to `Signals`, which lives as long as the
+    // master's loop that polls it; the borrow never outlives one poll.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(800));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,263 @@
+//! `--processes N`: a master that binds once, forks N children serving the
+//! same socket, and supervises them with real signals: a killed child is
+//! replaced, TERM lets requests in flight finish, HUP replaces every child
+//! without a failed request, TTIN/TTOU change the count, a child that dies
+//! at start makes the master back off instead of spinning, and
+//! `--max-requests` recycles a child.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The pids whose parent is `master`.
+fn children_of(master: i32) -> Vec<i32> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<i32>().ok());
+        let state = after.chars().next().unwrap_or('?');
+        if ppid == Some(master) && state != 'Z' && !is_janitor(pid) {
+            kids.push(pid);
+        }
+    }
+    kids.sort();
+    kids
+}
+
+fn is_janitor(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .is_ok_and(|c| c.trim() == "fastgate-unlink")
+}
+
+fn wait_children(master: i32, n: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kids = children_of(master);
+        if kids.len() == n || Instant::now() > deadline {
+            return kids;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn prefork(n: &str, extra: &[&str]) -> Server {
+    let args = [
+        &[
+            "--listen",
+            "fastcgi:{dir}/f.sock",
+            "--processes",
+            n,
+            "--mount",
+            "/=ping",
+            "--mount",
+            "/sleep=sleep",
+        ][..],
+        extra,
+    ]
+    .concat();
+    Server::start(&args)
+}
+
+/// Clients that ask `/` in a loop until told to stop; counts answers and
+/// failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(spec: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicUsize::new(0));
+        let threads = (0..clients)
+            .map(|_| {
+                let (spec, stop, ok, failed) =
+                    (spec.to_string(), stop.clone(), ok.clone(), failed.clone());
+                thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let got = std::panic::catch_unwind(|| fcgi_get(&spec, "/").body_str());
+                        match got {
+                            Ok(body) if body == "pong\n" => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            threads,
+        }
+    }
+
+    /// Stops the clients; (answered, failed).
+    fn finish(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[test]
+fn three_children_serve_and_a_killed_one_is_replaced() {
+    let server = prefork("3", &[]);
+    let kids = wait_children(server.pid(), 3);
+    assert_eq!(kids.len(), 3, "children {kids:?}");
+    let load = Load::start(&server.spec(0), 4);
+    thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(kids[0]), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = children_of(server.pid());
+    while (now.len() != 3 || now.contains(&kids[0])) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = children_of(server.pid());
+    }
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(!now.contains(&kids[0]), "the killed child is still listed");
+    assert!(ok > 50, "{ok} answers");
+    // Only requests in flight in the killed child may fail: one per client.
+    assert!(failed <= 4, "{failed} failed requests");
+}
+
+#[test]
+fn term_lets_twenty_requests_in_flight_finish() {
+    let mut server = prefork("2", &[]);
+    wait_children(server.pid(), 2);
+    let spec = server.spec(0);
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let spec = spec.clone();
+            thread::spawn(move || fcgi_get(&spec, "/sleep?ms=1000").status)
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    server.signal(Signal::SIGTERM);
+    for w in waiting {
+        assert_eq!(w.join().expect("client"), 200);
+    }
+    let status = server.wait_exit(Duration::from_secs(15));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        !server.unix_path(0).exists(),
+        "the socket file is left behind"
+    );
+}
+
+#[test]
+fn hup_replaces_every_child_without_a_failed_request() {
+    let server = prefork("2", &[]);
+    let before = wait_children(server.pid(), 2);
+    let load = Load::start(&server.spec(0), 4);
+    thread::sleep(Duration::from_millis(300));
+    server.signal(Signal::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut after = children_of(server.pid());
+    while (after.len() != 2 || after.iter().any(|p| before.contains(p)))
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(50));
+        after = children_of(server.pid());
+    }
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "{before:?} -> {after:?}"
+    );
+    assert!(ok > 50, "{ok} answers");
+    assert_eq!(failed, 0, "failed requests during the rolling restart");
+}
+
+#[test]
+fn ttin_and_ttou_change_the_count() {
+    let server = prefork("2", &[]);
+    assert_eq!(wait_children(server.pid(), 2).len(), 2);
+    server.signal(Signal::SIGTTIN);
+    assert_eq!(wait_children(server.pid(), 3).len(), 3);
+    server.signal(Signal::SIGTTOU);
+    server.signal(Signal::SIGTTOU);
+    assert_eq!(wait_children(server.pid(), 1).len(), 1);
+    assert_eq!(fcgi_get(&server.spec(0), "/").body_str(), "pong\n");
+}
+
+/// Ticks of CPU (user + system) a process used so far.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn children_that_die_at_start_make_the_master_back_off() {
+    // The access log cannot be opened: each child fails as it starts.
+    let server = prefork("2", &["--access-log", "/proc/no/such/dir/access.log"]);
+    thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(server.pid());
+    thread::sleep(Duration::from_secs(5));
+    let spent = cpu_ticks(server.pid()) - before;
+    assert!(spent < 50, "the master spent {spent} ticks in 5 s");
+    let log = server.stderr();
+    let starts = log.matches("ended at start").count();
+    assert!(starts < 20, "{starts} failed starts in 5.5 s:\n{log}");
+    assert!(log.contains("next start in"), "{log}");
+}
+
+#[test]
+fn max_requests_recycles_a_child() {
+    let server = prefork("2", &["--max-requests", "20"]);
+    let before = wait_children(server.pid(), 2);
+    for _ in 0..100 {
+        assert_eq!(fcgi_get(&server.spec(0), "/").body_str(), "pong\n");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = children_of(server.pid());
+    while now.iter().all(|p| before.contains(p)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = children_of(server.pid());
+    }
+    assert!(
+        now.iter().any(|p| !before.contains(p)),
+        "no child was recycled"
+    );
+    assert!(server.stderr().contains("recycling"), "{}", server.stderr());
+}
+
+#[test]
+fn the_pidfile_holds_the_masters_pid() {
+    let server = prefork("2", &["--pidfile", "{dir}/fg.pid"]);
+    wait_children(server.pid(), 2);
+    let pid = std::fs::read_to_string(server.dir().join("fg.pid")).unwrap();
+    assert_eq!(pid.trim(), server.pid().to_string());
+}
