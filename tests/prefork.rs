@@ -261,3 +261,78 @@ fn the_pidfile_holds_the_masters_pid() {
     let pid = std::fs::read_to_string(server.dir().join("fg.pid")).unwrap();
     assert_eq!(pid.trim(), server.pid().to_string());
 }
+
+/// A master started from a copy of the binary (so a test may replace it).
+fn prefork_from_copy(dir: TempDir) -> (Server, std::path::PathBuf) {
+    let copy = dir.path().join("fastgate");
+    std::fs::copy(bin(), &copy).expect("copy the binary");
+    let d = dir.path().display().to_string();
+    let mut cmd = std::process::Command::new(&copy);
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("fastcgi:{d}/f.sock"),
+        "--processes",
+        "2",
+    ]);
+    cmd.args(["--mount", "/=ping", "--pidfile", &format!("{d}/fg.pid")]);
+    clean_env(&mut cmd);
+    (Server::spawn(cmd, dir, 1), copy)
+}
+
+fn pidfile_pid(server: &Server) -> i32 {
+    let text = std::fs::read_to_string(server.dir().join("fg.pid")).unwrap_or_default();
+    text.trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn usr2_upgrades_the_binary_with_no_failed_request() {
+    let (mut server, _copy) = prefork_from_copy(TempDir::new());
+    let old = server.pid();
+    wait_children(old, 2);
+    let load = Load::start(&server.spec(0), 4);
+    thread::sleep(Duration::from_millis(300));
+    server.signal(Signal::SIGUSR2);
+    let exited = server.wait_exit(Duration::from_secs(20));
+    let new = pidfile_pid(&server);
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failed) = load.finish();
+    let served_after = fcgi_get(&server.spec(0), "/").body_str();
+    let new_children = children_of(new);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(new), Signal::SIGTERM);
+    assert_eq!(
+        exited.and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+    assert!(new != 0 && new != old, "pidfile still holds {new}");
+    assert_eq!(
+        new_children.len(),
+        2,
+        "new master's children {new_children:?}"
+    );
+    assert_eq!(served_after, "pong\n");
+    assert!(ok > 50, "{ok} answers");
+    assert_eq!(failed, 0, "failed requests during the upgrade");
+}
+
+#[test]
+fn usr2_with_a_broken_binary_leaves_the_old_master_serving() {
+    let (mut server, copy) = prefork_from_copy(TempDir::new());
+    wait_children(server.pid(), 2);
+    let broken = copy.with_extension("new");
+    std::fs::write(&broken, "#!/bin/sh\necho broken build >&2\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&broken, &copy).unwrap();
+    server.signal(Signal::SIGUSR2);
+    assert!(
+        server.wait_stderr("still serving", Duration::from_secs(10)),
+        "{}",
+        server.stderr()
+    );
+    assert!(server.is_running());
+    assert_eq!(fcgi_get(&server.spec(0), "/").body_str(), "pong\n");
+    assert_eq!(pidfile_pid(&server), server.pid());
+}

@@ -14,6 +14,7 @@
 //! | QUIT | stops every child at once |
 //! | HUP | rolling restart: a new child, once it serves, replaces an old one, one by one |
 //! | USR1 | reopens its log files, and asks every child to |
+//! | USR2 | binary upgrade (`upgrade.rs`): the binary on disk starts with the sockets; once its children serve, this master hands over and stops gracefully; a new binary that fails leaves this one serving |
 //! | TTIN / TTOU | one child more / fewer |
 //!
 //! A child that dies is replaced; one that dies before it serves (or within
@@ -21,14 +22,18 @@
 //! so a broken configuration costs no fork storm.
 
 mod children;
+mod upgrade;
 
 use std::time::{Duration, Instant};
+
+use std::os::fd::AsFd;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal as Sig;
 use nix::unistd::Pid;
 
 use self::children::{Child, ChildPlan, State};
+use self::upgrade::{Exe, Upgrade};
 use crate::server::signals::{Signal, Signals};
 use crate::server::{Bound, Error, ServerBuilder};
 
@@ -71,6 +76,9 @@ pub fn run(builder: ServerBuilder, bound: Bound, plan: Plan) -> Result<(), Error
         failures: 0,
         next_start: Instant::now(),
         plan,
+        exe: Exe::of_this_process(),
+        upgrade: None,
+        successor_ready: crate::server::upgrade::take_ready_pipe(),
     };
     log::info!("master {}: {} children", std::process::id(), master.target);
     master.serve()
@@ -91,6 +99,12 @@ struct Master {
     /// No child is started before this (backoff).
     next_start: Instant,
     plan: Plan,
+    /// This binary and its arguments, to start again on USR2.
+    exe: Option<Exe>,
+    /// A new binary started by USR2, not serving yet.
+    upgrade: Option<Upgrade>,
+    /// Started by an older master's USR2: told once the children serve.
+    successor_ready: Option<std::os::fd::OwnedFd>,
 }
 
 impl Master {
@@ -108,8 +122,19 @@ impl Master {
                 }
                 continue;
             }
+            self.check_upgrade_deadline();
             self.scale();
         }
+    }
+
+    fn check_upgrade_deadline(&mut self) {
+        let Some(u) = &self.upgrade else { return };
+        if Instant::now() < u.deadline {
+            return;
+        }
+        let pid = u.pid;
+        let _ = nix::sys::signal::kill(pid, Sig::SIGTERM);
+        self.upgrade_failed("its children did not serve within 30 s; it was stopped");
     }
 
     /// Waits (a second at most, less while a start is delayed) for a
@@ -130,6 +155,9 @@ impl Master {
                 if let Some(fd) = self.children[i].ready_fd() {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
                 }
+            }
+            if let Some(u) = &self.upgrade {
+                fds.push(PollFd::new(u.ready.as_fd(), PollFlags::POLLIN));
             }
             let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
             let _ = poll(&mut fds, ms);
@@ -152,6 +180,19 @@ impl Master {
                 self.on_ready(i);
             }
         }
+        if fired.get(signal_fds.len() + starting.len()) == Some(&true) {
+            self.on_upgrade_pipe();
+        }
+    }
+
+    /// A byte: the new master serves; an end of stream: it died.
+    fn on_upgrade_pipe(&mut self) {
+        let Some(u) = &self.upgrade else { return };
+        let mut byte = [0u8; 1];
+        match nix::unistd::read(&u.ready, &mut byte) {
+            Ok(1) => self.upgrade_done(),
+            _ => self.upgrade_failed("it ended before its children served"),
+        }
     }
 
     fn on_ready(&mut self, i: usize) {
@@ -161,6 +202,60 @@ impl Master {
         if child.check_ready() {
             self.failures = 0;
             log::info!("child {} serves", child.pid);
+        }
+        self.tell_predecessor();
+    }
+
+    /// A new master started by USR2 tells the old one, once all its
+    /// children serve, that it may go.
+    fn tell_predecessor(&mut self) {
+        let serving = self
+            .children
+            .iter()
+            .filter(|c| c.state == State::Serving)
+            .count();
+        if serving < self.target {
+            return;
+        }
+        if let Some(pipe) = self.successor_ready.take() {
+            let _ = std::io::Write::write_all(&mut std::fs::File::from(pipe), &[1]);
+            log::info!("serving: the old master may stop");
+        }
+    }
+
+    /// USR2: the binary on disk starts with our sockets.
+    fn start_upgrade(&mut self) {
+        if self.upgrade.is_some() {
+            return log::warn!("USR2: an upgrade is already under way");
+        }
+        let Some(exe) = &self.exe else {
+            return log::error!("USR2: the path of this binary is unknown; no upgrade");
+        };
+        match upgrade::start(exe, &self.bound.raw_fds()) {
+            Ok(u) => {
+                log::info!("USR2: new master {} started", u.pid);
+                self.upgrade = Some(u);
+            }
+            Err(e) => log::error!("USR2: no upgrade: {e}"),
+        }
+    }
+
+    /// The new master said it serves: hand over and stop gracefully.
+    fn upgrade_done(&mut self) {
+        if let Some(u) = self.upgrade.take() {
+            log::info!("USR2: new master {} serves; stopping this one", u.pid);
+        }
+        self.bound.hand_over();
+        self.stop_all();
+    }
+
+    /// The new binary failed: keep serving, and say why.
+    fn upgrade_failed(&mut self, why: &str) {
+        if let Some(u) = self.upgrade.take() {
+            log::error!(
+                "USR2: the new master {} failed ({why}); still serving",
+                u.pid
+            );
         }
     }
 
@@ -172,9 +267,7 @@ impl Master {
             (Signal::Usr1, _) => self.reopen_logs(),
             (Signal::Ttin, Run::Serving) => self.change_target(1),
             (Signal::Ttou, Run::Serving) => self.change_target(-1),
-            (Signal::Usr2, _) => {
-                log::warn!("USR2: binary upgrade is not built yet; ignored")
-            }
+            (Signal::Usr2, Run::Serving) => self.start_upgrade(),
             _ => {}
         }
     }
@@ -235,6 +328,10 @@ impl Master {
     /// Forgets the children that ended, noting early deaths.
     fn reap(&mut self) {
         for ended in children::reap() {
+            if self.upgrade.as_ref().is_some_and(|u| u.pid == ended.pid) {
+                self.upgrade_failed(&ended.status);
+                continue;
+            }
             let Some(at) = self.children.iter().position(|c| c.pid == ended.pid) else {
                 continue;
             };

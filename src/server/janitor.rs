@@ -55,6 +55,19 @@ impl Janitor {
     }
 }
 
+impl Janitor {
+    /// The files now belong to another process (a binary upgrade): the
+    /// janitor exits without removing them.
+    pub fn cancel(mut self) {
+        if let Some(pipe) = self.pipe.take() {
+            let _ = nix::unistd::write(&pipe, &[CANCEL]);
+        }
+    }
+}
+
+/// The byte that tells the janitor to leave the files alone.
+const CANCEL: u8 = b'x';
+
 impl Drop for Janitor {
     fn drop(&mut self) {
         drop(self.pipe.take());
@@ -80,9 +93,10 @@ fn targets(files: &[PathBuf]) -> Vec<Target> {
 /// close, remove what is still ours, exit.
 fn janitor_main(pipe: RawFd, targets: &[Target]) -> ! {
     name_and_detach(pipe);
-    wait_for_close(pipe);
-    for t in targets {
-        remove_if_same(t);
+    if wait_for_close(pipe) != Some(CANCEL) {
+        for t in targets {
+            remove_if_same(t);
+        }
     }
     // SAFETY: _exit ends the child without running the parent's atexit
     // handlers or destructors, which a forked copy must not run.
@@ -119,14 +133,18 @@ fn name_and_detach(pipe: RawFd) {
     }
 }
 
-/// Blocks until the server's end of the pipe closes (or a byte arrives).
-fn wait_for_close(pipe: RawFd) {
+/// Blocks until the server's end of the pipe closes (None) or a byte
+/// arrives (that byte).
+fn wait_for_close(pipe: RawFd) -> Option<u8> {
     let mut byte = 0u8;
     loop {
         // SAFETY: read into a one-byte buffer that lives on this stack.
         let n = unsafe { nix::libc::read(pipe, (&mut byte as *mut u8).cast(), 1) };
+        if n == 1 {
+            return Some(byte);
+        }
         if n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return;
+            return None;
         }
     }
 }

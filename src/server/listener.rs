@@ -183,6 +183,20 @@ impl Listener {
         self.fd.as_raw_fd()
     }
 
+    /// This process will not remove the socket file (a successor owns it).
+    pub fn forget_file(&mut self) {
+        self.created = None;
+    }
+
+    /// Takes over the file of an inherited socket: this process removes it
+    /// when it stops (a binary upgrade's new master).
+    pub fn own_file(&mut self) {
+        if let Address::Unix(path) = &self.spec.address {
+            self.created = Some(path.clone());
+            self.creator = std::process::id();
+        }
+    }
+
     /// Another handle on the same socket (a new fd), owning no file.
     pub fn try_clone(&self) -> io::Result<Listener> {
         Ok(Listener {

@@ -39,6 +39,7 @@ mod spool;
 mod stats;
 mod stop;
 mod timer;
+pub(crate) mod upgrade;
 mod waker;
 mod warnings;
 
@@ -212,7 +213,10 @@ impl ServerBuilder {
         raise_fd_limit();
         let options = self.take_options();
         let mut listeners = inherited_listeners(std::mem::take(&mut self.inherited))?;
-        if listeners.is_empty() || !options.listen.is_empty() {
+        if let Some(handed) = upgrade::take_handed_over(&options)? {
+            // A binary upgrade: the old master's sockets, not new ones.
+            listeners.extend(handed);
+        } else if listeners.is_empty() || !options.listen.is_empty() {
             listeners.extend(open_listeners(&options)?);
         }
         write_pidfile(options.pidfile.as_deref())?;
@@ -309,6 +313,18 @@ impl Bound {
     pub fn raw_fds(&self) -> Vec<std::os::fd::RawFd> {
         self.listeners.iter().map(Listener::raw_fd).collect()
     }
+
+    /// The sockets now belong to a successor (a binary upgrade): this
+    /// process will remove neither their files nor the pidfile.
+    pub fn hand_over(&mut self) {
+        for l in &mut self.listeners {
+            l.forget_file();
+        }
+        self.exit.pidfile = None;
+        if let Some(janitor) = self.exit.janitor.take() {
+            janitor.cancel();
+        }
+    }
 }
 
 /// What the process that bound the listeners does when the server stops:
@@ -329,7 +345,11 @@ impl Drop for ExitDuty {
             return;
         }
         if let Some(path) = &self.pidfile {
-            let _ = std::fs::remove_file(path);
+            let ours = std::fs::read_to_string(path)
+                .is_ok_and(|p| p.trim() == std::process::id().to_string());
+            if ours {
+                let _ = std::fs::remove_file(path);
+            }
         }
         // Its pipe closes: it removes what this process could not.
         drop(self.janitor.take());

@@ -94,6 +94,10 @@ pub fn drop_to(user: Option<&str>, group: Option<&str>) -> Result<(), Error> {
         return Ok(());
     }
     if !Uid::effective().is_root() {
+        if already(user, group) {
+            // A binary upgrade's new master: the old one dropped root.
+            return Ok(());
+        }
         return Err(Error::new(
             "--user/--group: only root can switch users (start fastgate as root, or drop the options)",
         ));
@@ -117,6 +121,13 @@ pub fn drop_to(user: Option<&str>, group: Option<&str>) -> Result<(), Error> {
         unistd::setuid(a.uid).map_err(|e| Error::new(format!("--user: setuid {}: {e}", a.uid)))?;
     }
     Ok(())
+}
+
+/// Whether the process already runs as `user`/`group`.
+fn already(user: Option<&str>, group: Option<&str>) -> bool {
+    let uid_ok = user.is_none_or(|u| resolve_user(u).is_ok_and(|a| a.uid == Uid::effective()));
+    let gid_ok = group.is_none_or(|g| resolve_group(g).is_ok_and(|g| g == Gid::effective()));
+    uid_ok && gid_ok
 }
 
 /// The user's supplementary groups (`initgroups`, as login does), or only
