@@ -33,6 +33,17 @@ const LISTENER_BASE: usize = usize::MAX - 1024;
 const SCRATCH: usize = 64 * 1024;
 /// Accepting pauses this long after the process ran out of fds.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How listeners are watched: prefork children share them, and each new
+/// connection wakes one child, not all (no thundering herd).
+/// (`FASTGATE_ACCEPT_HERD=1`, a benchmark switch, turns that off to
+/// measure what it saves.)
+fn listening() -> Interest {
+    match std::env::var_os("FASTGATE_ACCEPT_HERD") {
+        Some(_) => Interest::READ,
+        None => Interest::READ.exclusive(),
+    }
+}
+
 /// Rounds of held output (256 KiB each) one connection may write a turn.
 const RELEASE_ROUNDS: usize = 8;
 /// A closure or async handler that holds the loop longer than this is
@@ -90,7 +101,7 @@ impl EventLoop {
         let mut poller = super::poller::new_poller()?;
         poller.add(waker.raw_fd(), WAKER, Interest::READ)?;
         for (i, l) in listeners.iter().enumerate() {
-            poller.add(l.raw_fd(), listener_token(i), Interest::READ)?;
+            poller.add(l.raw_fd(), listener_token(i), listening())?;
         }
         let signals = Signals::install(handle_signals)?;
         for (i, fd) in signals.fds() {
@@ -236,6 +247,7 @@ impl EventLoop {
     // ---- accepting ----
 
     fn accept(&mut self, index: usize) {
+        bump(&self.ctx.stats.accept_wakeups);
         for _ in 0..64 {
             if !self.accepting || self.conns.len() >= self.ctx.limits.max_conns {
                 self.set_accepting(false);
@@ -307,11 +319,13 @@ impl EventLoop {
             return;
         }
         self.accepting = on;
-        let interest = if on { Interest::READ } else { Interest::NONE };
+        // An exclusive registration cannot be modified: it comes and goes.
         for (i, l) in self.listeners.iter().enumerate() {
-            if let Some(l) = l {
-                let _ = self.poller.modify(l.raw_fd(), listener_token(i), interest);
-            }
+            let Some(l) = l else { continue };
+            let _ = match on {
+                true => self.poller.add(l.raw_fd(), listener_token(i), listening()),
+                false => self.poller.delete(l.raw_fd()),
+            };
         }
     }
 

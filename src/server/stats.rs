@@ -92,6 +92,9 @@ pub struct Stats {
     pub threads_max_reached: AtomicU64,
     /// Writes of the loop's eventfd (wakeups from other threads).
     pub wakeups: AtomicU64,
+    /// Times a listener woke the loop: per accepted connection, what a
+    /// herd of prefork children sharing a socket costs.
+    pub accept_wakeups: AtomicU64,
     /// Gauge: requests of async handlers waiting for their answer.
     pub pending_async: AtomicU64,
     /// From dispatch until a worker picked the request up.

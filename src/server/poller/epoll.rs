@@ -35,6 +35,10 @@ fn flags(interest: Interest) -> EpollFlags {
     if interest.hangup() {
         f |= EpollFlags::EPOLLRDHUP;
     }
+    if interest.is_exclusive() {
+        // Only EPOLLIN may go with it (no EPOLLRDHUP).
+        f = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
+    }
     f
 }
 

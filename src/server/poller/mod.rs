@@ -24,7 +24,6 @@ pub struct Token(pub usize);
 pub struct Interest(u8);
 
 impl Interest {
-    pub const NONE: Interest = Interest(0);
     pub const READ: Interest = Interest(1);
     #[cfg(test)]
     pub const WRITE: Interest = Interest(2);
@@ -50,6 +49,17 @@ impl Interest {
 
     pub fn hangup(self) -> bool {
         self.0 & 4 != 0
+    }
+
+    /// A listening socket several processes wait on: wake one of them per
+    /// connection, not all (EPOLLEXCLUSIVE; poll(2) has no such thing).
+    /// Such a registration is only added and deleted, never modified.
+    pub const fn exclusive(self) -> Interest {
+        Interest(self.0 | 8)
+    }
+
+    pub fn is_exclusive(self) -> bool {
+        self.0 & 8 != 0
     }
 }
 
