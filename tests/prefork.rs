@@ -206,6 +206,7 @@ fn ttin_and_ttou_change_the_count() {
     assert_eq!(wait_children(server.pid(), 3).len(), 3);
     // One at a time: two signals sent at once may arrive as one.
     server.signal(Signal::SIGTTOU);
+    assert!(server.wait_stderr("2 children from now on", Duration::from_secs(5)));
     assert_eq!(wait_children(server.pid(), 2).len(), 2);
     server.signal(Signal::SIGTTOU);
     assert_eq!(wait_children(server.pid(), 1).len(), 1);
