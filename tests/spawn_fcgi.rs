@@ -1,6 +1,7 @@
 //! The real spawn-fcgi starting fastgate: it binds the socket and hands it
 //! over on fd 0, once in the foreground (`-n`, as daemontools and systemd
-//! units use it) and as two forked copies sharing the socket (`-F 2`).
+//! units use it) and as two forked copies sharing the socket (`-F 2`), a
+//! Unix socket (`-s`) or a TCP port (`-a`, `-p`).
 
 mod common;
 
@@ -12,8 +13,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 fn spawn_fcgi(dir: &TempDir, extra: &[&str]) -> Command {
+    spawn_fcgi_on(&["-s", &dir.join("sf.sock")], extra)
+}
+
+/// spawn-fcgi binding `socket` (`-s PATH` or `-a ADDR -p PORT`).
+fn spawn_fcgi_on(socket: &[&str], extra: &[&str]) -> Command {
     let mut cmd = Command::new("spawn-fcgi");
-    cmd.args(["-s", &dir.join("sf.sock")]).args(extra);
+    cmd.args(socket).args(extra);
     cmd.args([
         "--",
         bin(),
@@ -53,6 +59,36 @@ fn foreground_spawn_fcgi_hands_over_its_socket() {
         std::path::Path::new(&sock).exists(),
         "the inherited socket belongs to spawn-fcgi"
     );
+}
+
+#[test]
+fn a_tcp_port_is_handed_over() {
+    if !require_tool("spawn-fcgi") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let port_arg = port.to_string();
+    let cmd = spawn_fcgi_on(&["-a", "127.0.0.1", "-p", &port_arg], &["-n"]);
+    let mut s = Server::spawn(cmd, TempDir::new(), 1);
+    let addr = format!("127.0.0.1:{port}");
+    assert!(s.spec(0).ends_with(&addr), "served as {}", s.spec(0));
+    let spec = format!("fastcgi://{addr}");
+    assert_eq!(fcgi_get(&spec, "/").body_str(), "Hello, world!\n");
+    let body = pattern(100_000, 4);
+    let echoed = fcgi_request(&spec, "POST", "/echo", &body).response();
+    assert_bytes_eq(&echoed.body, &body, "echo over spawn-fcgi's TCP socket");
+    // fd 0 is an auto listener: SCGI on the same port.
+    let scgi = format!("scgi://{addr}");
+    let reply = parse_response(&scgi_request(&scgi, &scgi_params("GET", "/"), b""));
+    assert_eq!(reply.body_str(), "Hello, world!\n");
+    s.signal(Signal::SIGTERM);
+    let status = s
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit after TERM");
+    assert!(status.success(), "{status}");
 }
 
 #[test]

@@ -36,6 +36,8 @@ pub(crate) fn serve(config: Config) -> Result<(), Error> {
     let mounts = mounts(&config);
     let mut builder = Server::builder();
     builder.handle_signals(true);
+    // Read (and unset) before any thread starts.
+    builder.notify(crate::server::notify::Notifier::from_env());
     let stats = builder.stats();
     for m in &mounts {
         let app = crate::apps::build(&m.app, &m.prefix, &stats)

@@ -18,6 +18,7 @@ use super::conn::{CloseReason, Conn, ConnState};
 use super::context::Ctx;
 use super::listener::Listener;
 use super::message::{Message, Task};
+use super::notify::Reporter;
 use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
 use super::signals::{Signal, Signals};
@@ -82,6 +83,8 @@ pub struct EventLoop {
     scratch: Vec<u8>,
     events: Vec<Event>,
     touched: Vec<Token>,
+    /// systemd's notify socket, when the process reports to it.
+    notify: Option<Reporter>,
 }
 
 fn listener_token(i: usize) -> Token {
@@ -126,6 +129,7 @@ impl EventLoop {
             scratch: vec![0; SCRATCH],
             events: Vec::with_capacity(256),
             touched: Vec::new(),
+            notify: None,
         })
     }
 
@@ -145,8 +149,16 @@ impl EventLoop {
         self.signals.term_writer()
     }
 
+    /// Reports to systemd while running (`READY=1`, `STATUS=`, `STOPPING=1`).
+    pub fn report_to(&mut self, reporter: Reporter) {
+        self.notify = Some(reporter);
+    }
+
     /// Runs until a signal stops the process.
     pub fn run(&mut self) -> io::Result<()> {
+        if let Some(n) = self.notify.as_mut() {
+            n.ready();
+        }
         while self.run != Run::Done {
             self.turn()?;
         }
@@ -176,7 +188,9 @@ impl EventLoop {
     fn next_timeout(&self) -> Option<Duration> {
         let mut next = self.timers.next();
         let grow = self.ctx.pool.next_check();
-        let later = self.callbacks.next();
+        // Closures due later, and the next status line for systemd.
+        let status = self.notify.as_ref().map(Reporter::next);
+        let later = [self.callbacks.next(), status].into_iter().flatten().min();
         for t in [self.accept_resume, self.drain_deadline(), grow, later]
             .into_iter()
             .flatten()
@@ -393,6 +407,9 @@ impl EventLoop {
     fn expire_timers(&mut self) {
         let now = self.ctx.now;
         self.ctx.pool.maintain(now);
+        if let Some(n) = self.notify.as_mut() {
+            n.tick(now);
+        }
         while let Some(task) = self.callbacks.pop_due(now) {
             self.run_task(task);
         }
@@ -534,6 +551,9 @@ impl EventLoop {
     }
 
     fn begin_drain(&mut self) {
+        if let Some(n) = self.notify.as_mut() {
+            n.stopping();
+        }
         let mut in_flight = 0;
         for t in self.conns.tokens() {
             in_flight += self.conns.get_mut(t).map_or(0, |c| c.in_flight());

@@ -20,6 +20,7 @@ mod janitor;
 mod limits;
 mod listener;
 mod message;
+pub mod notify;
 mod options;
 mod output;
 mod peer_filter;
@@ -49,6 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::message::{LoopHandle, TimerHandle};
+use self::notify::Notifier;
 pub use self::options::{LogFormat, LogTarget, Options};
 pub use self::peer_filter::Cidr;
 pub use self::reply::Reply;
@@ -120,6 +122,8 @@ pub struct ServerBuilder {
     signals: bool,
     /// Listening sockets passed in by a parent process.
     inherited: Vec<OwnedFd>,
+    /// Where the loop reports to systemd, if it does.
+    notifier: Option<Notifier>,
 }
 
 impl Default for ServerBuilder {
@@ -131,6 +135,7 @@ impl Default for ServerBuilder {
             stats: Arc::new(Stats::started_now()),
             signals: false,
             inherited: Vec::new(),
+            notifier: None,
         }
     }
 }
@@ -205,6 +210,20 @@ impl ServerBuilder {
         self
     }
 
+    /// Has the server report to systemd (`Type=notify`): `READY=1` when
+    /// its loop starts, a `STATUS=` line every few seconds, `STOPPING=1`
+    /// when a graceful stop begins. `None` (the default) reports nothing;
+    /// under prefork the master reports and its children do not.
+    ///
+    /// ```no_run
+    /// let mut builder = fastgate::Server::builder();
+    /// builder.notify(fastgate::server::notify::Notifier::from_env());
+    /// ```
+    pub fn notify(&mut self, notifier: Option<Notifier>) -> &mut Self {
+        self.notifier = notifier;
+        self
+    }
+
     /// The first half of [`build`](Self::build), done once: binds (or
     /// takes over) every listener, writes the pidfile and drops
     /// privileges. No thread is started yet, so this is where a prefork
@@ -256,8 +275,12 @@ impl ServerBuilder {
             gids: cfg.allow_gid.clone(),
         };
         let setup = (cfg.shutdown_timeout, filter, self.signals);
-        let event_loop = EventLoop::new(listeners, ctx, rx, waker, setup.0, setup.1, setup.2)
-            .map_err(|e| Error::new(format!("cannot start the event loop: {e}")))?;
+        let mut event_loop =
+            EventLoop::new(listeners, ctx, rx, waker, setup.0, setup.1, setup.2)
+                .map_err(|e| Error::new(format!("cannot start the event loop: {e}")))?;
+        if let Some(notifier) = self.notifier.take() {
+            event_loop.report_to(notify::Reporter::new(notifier, Arc::clone(&self.stats)));
+        }
         Ok(Server {
             event_loop,
             specs,
