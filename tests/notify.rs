@@ -200,3 +200,27 @@ fn a_relative_notify_socket_is_refused_with_a_warning() {
     );
     assert_eq!(fcgi_get(&server.spec(0), "/").status, 200);
 }
+
+/// Under prefork the master is the process systemd started: it says
+/// READY=1 once its children serve, and STOPPING=1 at a stop; the
+/// children say nothing.
+#[test]
+fn under_prefork_the_master_notifies() {
+    let dir = TempDir::new();
+    let notify = dir.path().join("notify.sock");
+    let systemd = Systemd::bind(&notify);
+    let mut cmd = serve_notifying(&dir, &notify.display().to_string());
+    cmd.args(["--processes", "2"]);
+    let mut server = Server::spawn(cmd, dir, 1);
+    let ready = systemd.wait_for("READY=1", |t| t == "READY=1");
+    assert_eq!(ready.pid, Some(server.pid()), "sent by the master");
+    assert_eq!(fcgi_get(&server.spec(0), "/").status, 200);
+    let status = systemd.wait_for("STATUS", |t| t.starts_with("STATUS="));
+    assert_eq!(status.pid, Some(server.pid()), "{}", status.text);
+    server.signal(Signal::SIGTERM);
+    let stopping = systemd.wait_for("STOPPING=1", |t| t == "STOPPING=1");
+    assert_eq!(stopping.pid, Some(server.pid()));
+    assert!(server
+        .wait_exit(Duration::from_secs(20))
+        .is_some_and(|s| s.success()));
+}

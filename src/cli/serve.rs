@@ -8,6 +8,7 @@ use clap::ArgMatches;
 
 use super::config::{self, Config, Mount, ServeArgs};
 use crate::master::Plan;
+use crate::server::notify::Notifier;
 use crate::server::{Error, Server, ServerBuilder};
 
 /// Checks the configuration (exit 2 on a bad value), sets up logging,
@@ -37,7 +38,7 @@ pub(crate) fn serve(config: Config) -> Result<(), Error> {
     let mut builder = Server::builder();
     builder.handle_signals(true);
     // Read (and unset) before any thread starts.
-    builder.notify(crate::server::notify::Notifier::from_env());
+    let notifier = crate::server::notify::Notifier::from_env();
     let stats = builder.stats();
     for m in &mounts {
         let app = crate::apps::build(&m.app, &m.prefix, &stats)
@@ -52,8 +53,10 @@ pub(crate) fn serve(config: Config) -> Result<(), Error> {
     };
     builder.options(config.into());
     if plan.processes > 1 {
-        return prefork(builder, plan, &start_line);
+        // The master tells systemd; its children stay silent.
+        return prefork(builder, plan, &start_line, notifier);
     }
+    builder.notify(notifier);
     let server = builder.build()?;
     for spec in server.listen_specs() {
         log::info!("listening on {spec}");
@@ -63,13 +66,18 @@ pub(crate) fn serve(config: Config) -> Result<(), Error> {
 }
 
 /// `--processes` above 1: a master binds, forks the children, supervises.
-fn prefork(mut builder: ServerBuilder, plan: Plan, start_line: &str) -> Result<(), Error> {
+fn prefork(
+    mut builder: ServerBuilder,
+    plan: Plan,
+    start_line: &str,
+    notifier: Option<Notifier>,
+) -> Result<(), Error> {
     let bound = builder.bind()?;
     for spec in bound.listen_specs() {
         log::info!("listening on {spec}");
     }
     log::info!("{start_line}");
-    crate::master::run(builder, bound, plan)
+    crate::master::run(builder, bound, plan, notifier)
 }
 
 /// `--mount`s; none means `/=hello`.

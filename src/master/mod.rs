@@ -34,6 +34,7 @@ use nix::unistd::Pid;
 
 use self::children::{Child, ChildPlan, State};
 use self::upgrade::{Exe, Upgrade};
+use crate::server::notify::Notifier;
 use crate::server::signals::{Signal, Signals};
 use crate::server::{Bound, Error, ServerBuilder};
 
@@ -62,7 +63,12 @@ enum Run {
 }
 
 /// Runs the master until a signal stops it; `bound` holds the listeners.
-pub fn run(builder: ServerBuilder, bound: Bound, plan: Plan) -> Result<(), Error> {
+pub fn run(
+    builder: ServerBuilder,
+    bound: Bound,
+    plan: Plan,
+    notifier: Option<Notifier>,
+) -> Result<(), Error> {
     let signals =
         Signals::install(true).map_err(|e| Error::new(format!("signal handlers: {e}")))?;
     let mut master = Master {
@@ -79,6 +85,9 @@ pub fn run(builder: ServerBuilder, bound: Bound, plan: Plan) -> Result<(), Error
         exe: Exe::of_this_process(),
         upgrade: None,
         successor_ready: crate::server::upgrade::take_ready_pipe(),
+        notifier,
+        next_status: Instant::now(),
+        told_ready: false,
     };
     log::info!("master {}: {} children", std::process::id(), master.target);
     master.serve()
@@ -105,6 +114,11 @@ struct Master {
     upgrade: Option<Upgrade>,
     /// Started by an older master's USR2: told once the children serve.
     successor_ready: Option<std::os::fd::OwnedFd>,
+    /// systemd (`NOTIFY_SOCKET`): told READY=1 once every child serves,
+    /// a STATUS= line now and then, STOPPING=1 at a stop.
+    notifier: Option<Notifier>,
+    next_status: Instant,
+    told_ready: bool,
 }
 
 impl Master {
@@ -123,8 +137,24 @@ impl Master {
                 continue;
             }
             self.check_upgrade_deadline();
+            self.report_status();
             self.scale();
         }
+    }
+
+    /// A STATUS= line for systemd every few seconds.
+    fn report_status(&mut self) {
+        let Some(n) = &self.notifier else { return };
+        if Instant::now() < self.next_status {
+            return;
+        }
+        self.next_status = Instant::now() + crate::server::notify::STATUS_INTERVAL;
+        let serving = self
+            .children
+            .iter()
+            .filter(|c| c.state == State::Serving)
+            .count();
+        let _ = n.status(&format!("processes {serving} of {}", self.target));
     }
 
     fn check_upgrade_deadline(&mut self) {
@@ -217,6 +247,12 @@ impl Master {
         if serving < self.target {
             return;
         }
+        if !self.told_ready {
+            self.told_ready = true;
+            if let Some(n) = &self.notifier {
+                let _ = n.ready(None);
+            }
+        }
         if let Some(pipe) = self.successor_ready.take() {
             let _ = std::io::Write::write_all(&mut std::fs::File::from(pipe), &[1]);
             log::info!("serving: the old master may stop");
@@ -273,6 +309,9 @@ impl Master {
     }
 
     fn stop_all(&mut self) {
+        if let Some(n) = &self.notifier {
+            let _ = n.stopping();
+        }
         log::info!(
             "graceful stop: {} children, waiting up to {:?}",
             self.children.len(),
