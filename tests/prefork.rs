@@ -339,3 +339,29 @@ fn usr2_with_a_broken_binary_leaves_the_old_master_serving() {
     assert_eq!(fcgi_get(&server.spec(0), "/").body_str(), "pong\n");
     assert_eq!(pidfile_pid(&server), server.pid());
 }
+
+/// systemd's socket activation under prefork: the master takes the socket
+/// from `LISTEN_FDS`, its children serve it, and it stays systemd's.
+#[test]
+fn listen_fds_under_prefork() {
+    use std::os::fd::OwnedFd;
+    let dir = TempDir::new();
+    let path = dir.path().join("sd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"exec 3<&0 0</dev/null; export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" serve --processes 2 --mount /=ping"#)
+        .arg(bin());
+    clean_env(&mut cmd);
+    cmd.stdin(std::process::Stdio::from(OwnedFd::from(listener)));
+    let mut server = Server::spawn(cmd, dir, 1);
+    assert_eq!(wait_children(server.pid(), 2).len(), 2);
+    let spec = format!("fastcgi:{}", path.display());
+    for _ in 0..10 {
+        assert_eq!(fcgi_get(&spec, "/").body_str(), "pong\n");
+    }
+    server.signal(Signal::SIGTERM);
+    let status = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert!(path.exists(), "the socket file systemd gave was removed");
+}
