@@ -18,10 +18,9 @@
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::server::{Handler, Histogram, Stats, BUCKETS_US};
+use crate::server::{Handler, Histogram, Stats, StatsHandle, BUCKETS_US};
 use crate::{Request, Response};
 
 /// The statuses the loop answers by itself, in the order pages list them.
@@ -29,12 +28,12 @@ pub const REFUSALS: [u16; 7] = [400, 404, 408, 413, 431, 503, 504];
 
 /// The `status` app: renders the counters of the server it is mounted in.
 pub struct Status {
-    stats: Arc<Stats>,
+    stats: StatsHandle,
 }
 
 impl Status {
     /// A status page over `stats` (from `ServerBuilder::stats`).
-    pub fn new(stats: Arc<Stats>) -> Status {
+    pub fn new(stats: StatsHandle) -> Status {
         Status { stats }
     }
 }

@@ -20,9 +20,10 @@ use super::listener::Listener;
 use super::message::{Message, Task};
 use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
+use super::scoreboard::SlotState;
 use super::signals::{Signal, Signals};
 use super::slab::Slab;
-use super::stats::{bump, drop_one, Stats};
+use super::stats::{bump, drop_one, StatsHandle};
 use super::timer::{Callbacks, Entry, Timers};
 use super::waker::Waker;
 
@@ -119,7 +120,7 @@ impl EventLoop {
     }
 
     /// The process-wide counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> StatsHandle {
         self.ctx.stats.clone()
     }
 
@@ -136,6 +137,14 @@ impl EventLoop {
 
     /// Runs until a signal stops the process.
     pub fn run(&mut self) -> io::Result<()> {
+        // A prefork child's slot on the scoreboard says so (else a no-op).
+        self.ctx.stats.set_state(SlotState::Serving);
+        let ran = self.run_turns();
+        self.ctx.stats.set_state(SlotState::Stopping);
+        ran
+    }
+
+    fn run_turns(&mut self) -> io::Result<()> {
         while self.run != Run::Done {
             self.turn()?;
         }
@@ -537,6 +546,7 @@ impl EventLoop {
         }
         self.accepting = false;
         self.ctx.draining = true;
+        self.ctx.stats.set_state(SlotState::Stopping);
         self.run = Run::Draining {
             deadline: self.ctx.now + self.shutdown_timeout,
         };
