@@ -163,8 +163,9 @@ impl ServerBuilder {
     /// assert_eq!(board.children()[0].pid, std::process::id());
     /// ```
     ///
-    /// Fails if `slot` is past the board's capacity or a slot was bound
-    /// already.
+    /// Fails if `slot` is past the board's capacity, a slot was bound
+    /// already, or the server has started (its gauges are up in the block
+    /// it counts into).
     pub fn use_scoreboard_slot(
         &mut self,
         board: Arc<Scoreboard>,
@@ -271,6 +272,7 @@ impl ServerBuilder {
             exit,
         } = bound;
         let stats = self.stats.clone();
+        stats.seal();
         stats.mark_started();
         let waker = Waker::new(stats.clone()).map_err(|e| Error::new(format!("eventfd: {e}")))?;
         let waker = Arc::new(waker);

@@ -13,7 +13,7 @@
 //! in a prefork child its slot of the [`Scoreboard`].
 
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -370,6 +370,9 @@ struct Binding {
     /// The process's own block, counted into until a slot is bound.
     own: Stats,
     slot: OnceLock<(Arc<Scoreboard>, usize)>,
+    /// A server started on it: its gauges (threads, connections) are up
+    /// in the block it counts into, so that block may no longer change.
+    sealed: AtomicBool,
 }
 
 impl StatsHandle {
@@ -393,6 +396,11 @@ impl StatsHandle {
                 board.capacity()
             )));
         }
+        if self.0.sealed.load(Ordering::Relaxed) {
+            return Err(Error::new(format!(
+                "scoreboard slot {slot}: the server has started; bind the slot before start()"
+            )));
+        }
         if let Some((_, bound)) = self.0.slot.get() {
             return Err(Error::new(format!(
                 "scoreboard slot {slot}: this server counts into slot {bound} already"
@@ -403,6 +411,11 @@ impl StatsHandle {
         // caller) is not shared between threads.
         let _ = self.0.slot.set((board, slot));
         Ok(())
+    }
+
+    /// A server starts counting here: no slot can be bound from now on.
+    pub(crate) fn seal(&self) {
+        self.0.sealed.store(true, Ordering::Relaxed);
     }
 
     /// Tells the scoreboard, if any, where this child is in its life.
@@ -514,6 +527,22 @@ mod tests {
         assert_eq!(a.threads_max_reached.load(Ordering::Relaxed), 20);
         assert_eq!(a.start_time.load(Ordering::Relaxed), 1, "0 is unset");
         assert_eq!(a.latency.count.load(Ordering::Relaxed), 2 * 59);
+    }
+
+    #[test]
+    fn a_handle_is_bound_once_and_never_after_its_server_started() {
+        let board = Arc::new(Scoreboard::new(2).unwrap());
+        let handle = StatsHandle::new();
+        let app = handle.clone();
+        assert!(handle.bind(Arc::clone(&board), 2).is_err(), "past the end");
+        handle.bind(Arc::clone(&board), 1).unwrap();
+        bump(&handle.requests);
+        assert_eq!(app.scoreboard().map(|(_, slot)| slot), Some(1));
+        assert_eq!(board.stats(1).requests.load(Ordering::Relaxed), 1);
+        assert!(handle.bind(Arc::clone(&board), 0).is_err(), "bound already");
+        let started = StatsHandle::new();
+        started.seal();
+        assert!(started.bind(board, 0).is_err(), "started already");
     }
 
     #[test]
