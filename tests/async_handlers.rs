@@ -21,7 +21,7 @@ type Waiters = Arc<Mutex<Vec<(u64, Reply)>>>;
 
 struct Running {
     spec: String,
-    stats: Arc<fastgate::server::Stats>,
+    stats: fastgate::server::StatsHandle,
     waiters: Waiters,
     fired: Arc<AtomicBool>,
 }

@@ -1,14 +1,18 @@
 //! The library on its own, with no binary and no command line (it runs
 //! under `--no-default-features` too): a server built in code, listeners
 //! from `listen()` and from `Options` together, a handler that reads a
-//! decoded query parameter, and a stop asked from another thread.
+//! decoded query parameter, a stop asked from another thread, and a
+//! server counting into a prefork scoreboard slot.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use fastgate::client::{self, RequestOptions};
+use fastgate::server::{Scoreboard, SlotState};
 use fastgate::{ListenSpec, Options, Request, Response, Server};
 
 fn greet(req: &mut Request, resp: &mut Response) -> std::io::Result<()> {
@@ -107,4 +111,69 @@ fn bind_then_start_serves_an_inherited_socket() {
         "a copy for a child removed the parent's socket file"
     );
     drop(bound);
+}
+
+/// The status JSON of a server at `spec`.
+fn status_json(spec: &ListenSpec) -> serde_json::Value {
+    serde_json::from_str(&get(spec, "/status?json")).unwrap()
+}
+
+#[test]
+fn a_server_on_a_scoreboard_slot_reports_every_child() {
+    // The master, before it forks: the scoreboard, and a sibling it
+    // forked earlier that has served 5 requests.
+    let board = Arc::new(Scoreboard::new(4).unwrap());
+    let sibling = 4_000_001;
+    board.claim(0, sibling);
+    board.stats(0).requests.store(5, Ordering::Relaxed);
+    // The status app is mounted before the fork, as `serve` does.
+    let mut builder = Server::builder();
+    builder.listen("fastcgi://127.0.0.1:0".parse().unwrap());
+    let status = fastgate::apps::build("status", "/status", &builder.stats()).unwrap();
+    builder.mount_route("/status", status);
+    let bound = builder.bind().unwrap();
+    // The master claims slot 2 for the child it forked; the child (this
+    // process stands for it) counts into it.
+    board.claim(2, std::process::id());
+    builder.use_scoreboard_slot(Arc::clone(&board), 2).unwrap();
+    let server = builder.start(bound.for_child().unwrap()).unwrap();
+    let spec = server.listen_specs()[0].clone();
+    let stop = server.stop_handle();
+    let running = thread::spawn(move || server.run());
+
+    get(&spec, "/status?json");
+    let v = status_json(&spec);
+    assert_eq!(v["processes"], 2, "{v}");
+    assert_eq!(v["pid"], std::process::id(), "the master's: {v}");
+    assert_eq!(v["requests"], 5 + 1, "{v}");
+    let children = v["children"].as_array().unwrap();
+    let (first, me) = (&children[0], &children[1]);
+    assert_eq!(
+        (&first["slot"], &first["pid"]),
+        (&0.into(), &sibling.into())
+    );
+    assert_eq!(
+        (&first["state"], &first["requests"]),
+        (&"starting".into(), &5.into())
+    );
+    assert_eq!(
+        (&me["slot"], &me["pid"]),
+        (&2.into(), &std::process::id().into())
+    );
+    assert_eq!(
+        (&me["state"], &me["requests"]),
+        (&"serving".into(), &1.into())
+    );
+    assert_eq!(me["threads_busy"], 1, "this very request: {v}");
+
+    // The sibling died and the master reaped it: it is gone, not a ghost.
+    board.release(0);
+    let v = status_json(&spec);
+    assert_eq!(v["processes"], 1, "{v}");
+    assert_eq!(v["children"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["requests"], 2, "{v}");
+
+    stop.stop();
+    assert!(running.join().unwrap().is_ok());
+    assert_eq!(board.state(2), SlotState::Stopping);
 }

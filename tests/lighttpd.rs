@@ -119,10 +119,16 @@ impl Lighttpd {
     }
 
     /// Stops lighttpd (TERM, as FrontProcess does) and returns its log.
-    fn stop(&mut self) -> String {
+    /// Stops lighttpd; the log once `until` holds for it (the copies it
+    /// started may log their stop after lighttpd itself has exited), or
+    /// as it is after 10 s.
+    fn stop_until(&mut self, until: impl Fn(&str) -> bool) -> String {
         let proc = self.proc.take().expect("running");
         drop(proc);
-        std::fs::read_to_string(self.dir.path().join("lighttpd.log")).unwrap_or_default()
+        let path = self.dir.path().join("lighttpd.log");
+        let read = || std::fs::read_to_string(&path).unwrap_or_default();
+        eventually(Duration::from_secs(10), || until(&read()));
+        read()
     }
 }
 
@@ -288,7 +294,12 @@ fn two_copies_each_serve_their_own_socket() {
         "each copy served a request through lighttpd: {served:?}"
     );
 
-    let log = lighttpd.stop();
+    let stopped = |log: &str| {
+        copies
+            .iter()
+            .all(|pid| log.contains(&format!("fastgate[{pid}]: INFO stopped")))
+    };
+    let log = lighttpd.stop_until(stopped);
     for pid in &copies {
         let stopped = format!("fastgate[{pid}]: INFO stopped");
         assert!(log.contains(&stopped), "no {stopped:?} in:\n{log}");

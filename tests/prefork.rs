@@ -365,3 +365,46 @@ fn listen_fds_under_prefork() {
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert!(path.exists(), "the socket file systemd gave was removed");
 }
+
+/// Any child answers `status` for all: every child is listed (the live
+/// ones: a killed one's successor, never a ghost), with the totals.
+#[test]
+fn status_reports_every_child_and_no_ghost() {
+    let server = prefork("3", &["--mount", "/status=status"]);
+    let kids = wait_children(server.pid(), 3);
+    let spec = server.spec(0);
+    for _ in 0..30 {
+        assert_eq!(fcgi_get(&spec, "/").body_str(), "pong\n");
+    }
+    let json = |spec: &str| -> serde_json::Value {
+        serde_json::from_str(&fcgi_get(spec, "/status?json").body_str()).expect("JSON")
+    };
+    let pids = |v: &serde_json::Value| -> Vec<i32> {
+        let mut p: Vec<i32> = v["children"]
+            .as_array()
+            .expect("children")
+            .iter()
+            .map(|c| c["pid"].as_i64().unwrap() as i32)
+            .collect();
+        p.sort();
+        p
+    };
+    let page = json(&spec);
+    assert_eq!(page["processes"], 3);
+    assert_eq!(pids(&page), kids);
+    assert!(page["requests"].as_u64().unwrap() >= 30, "{page}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(kids[1]), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = children_of(server.pid());
+    while (now.len() != 3 || now.contains(&kids[1])) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = children_of(server.pid());
+    }
+    thread::sleep(Duration::from_millis(200));
+    let page = json(&spec);
+    assert_eq!(pids(&page), now, "{page}");
+    assert!(
+        !pids(&page).contains(&kids[1]),
+        "a ghost of the killed child"
+    );
+}

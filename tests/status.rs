@@ -268,6 +268,50 @@ fn openmetrics_passes_the_prometheus_parser() {
     assert_eq!(buckets.count(), 17, "{families}");
 }
 
+#[test]
+fn openmetrics_of_a_prefork_child_passes_the_prometheus_parser() {
+    use fastgate::server::Scoreboard;
+    let Some(python) = require_python_module("prometheus_client") else {
+        return;
+    };
+    // A child of a prefork master, in this process: a sibling in slot 0,
+    // this server in slot 1.
+    let board = Arc::new(Scoreboard::new(2).unwrap());
+    board.claim(0, 4_000_001);
+    board.stats(0).requests.store(5, Ordering::Relaxed);
+    let mut builder = fastgate::Server::builder();
+    builder.listen("fastcgi://127.0.0.1:0".parse().unwrap());
+    let status = fastgate::apps::build("status", "/status", &builder.stats()).unwrap();
+    builder.mount_route("/status", status);
+    builder.use_scoreboard_slot(Arc::clone(&board), 1).unwrap();
+    let server = builder.build().unwrap();
+    let spec = server.listen_specs()[0].to_string();
+    let stop = server.stop_handle();
+    let running = thread::spawn(move || server.run());
+
+    let page = fcgi_get(&spec, "/status?openmetrics").body;
+    let families = parse_openmetrics(&python, &page);
+    stop.stop();
+    running.join().unwrap().unwrap();
+    let has = |line: &str| families.lines().any(|l| l == line);
+    assert!(
+        has("gauge fastgate_processes fastgate_processes 2.0"),
+        "{families}"
+    );
+    assert!(
+        has("counter fastgate_requests fastgate_requests_total 5.0"),
+        "{families}"
+    );
+    let children = families.lines().filter(|l| {
+        l.starts_with("counter fastgate_child_requests fastgate_child_requests_total ")
+    });
+    assert_eq!(children.count(), 2, "{families}");
+    assert!(
+        has("info fastgate_child fastgate_child_info 1.0"),
+        "{families}"
+    );
+}
+
 /// Python's OpenMetrics parser over `page`: one line per sample, `type
 /// family sample [le] value`; a page it rejects fails the test.
 fn parse_openmetrics(python: &std::path::Path, page: &[u8]) -> String {

@@ -13,7 +13,7 @@ mod status;
 
 use std::sync::Arc;
 
-use crate::server::{Handler, Route, Stats};
+use crate::server::{Handler, Route, StatsHandle};
 
 /// Names of the built-in apps this build serves.
 pub const NAMES: &[&str] = &["hello", "echo", "env", "sleep", "ping", "pubsub", "status"];
@@ -25,8 +25,8 @@ pub fn is_known(name: &str) -> bool {
 
 /// The route of a built-in app mounted at `prefix`; `stats` are the
 /// counters of the server it will be mounted in (the `status` app reports
-/// them).
-pub fn build(name: &str, prefix: &str, stats: &Arc<Stats>) -> Option<Route> {
+/// them, and every child's under prefork).
+pub fn build(name: &str, prefix: &str, stats: &StatsHandle) -> Option<Route> {
     if name == "pubsub" {
         return Some(Route::Loop(Arc::new(pubsub::PubSub::new(prefix))));
     }
@@ -36,7 +36,7 @@ pub fn build(name: &str, prefix: &str, stats: &Arc<Stats>) -> Option<Route> {
         "env" => Arc::new(env::env),
         "sleep" => Arc::new(sleep::sleep),
         "ping" => Arc::new(ping::ping),
-        "status" => Arc::new(status::Status::new(Arc::clone(stats))),
+        "status" => Arc::new(status::Status::new(stats.clone())),
         _ => return None,
     };
     Some(Route::Pool(app))

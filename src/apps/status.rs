@@ -14,14 +14,21 @@
 //! cannot drift the way PHP-FPM's scoreboard counts do. Every format uses
 //! DESIGN.md's names; OpenMetrics adds the `fastgate_` prefix and the
 //! suffixes its types require (`_total`, `_bucket`, `_sum`, `_count`).
+//!
+//! Under prefork the server counts into its slot of the master's
+//! [`Scoreboard`], and any child answers for all: the top-level fields are
+//! the totals over the live children (counters and gauges added up, the
+//! maxima the largest, `pid` and `start_time` the master's), `processes`
+//! is how many children live, and `children` lists each with its own
+//! fields, its slot and its state. A child that died is gone from the page
+//! once the master reaped it; its successor shows in its slot.
 
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::server::{Handler, Histogram, Stats, BUCKETS_US};
+use crate::server::{Handler, Histogram, Scoreboard, SlotState, Stats, StatsHandle, BUCKETS_US};
 use crate::{Request, Response};
 
 /// The statuses the loop answers by itself, in the order pages list them.
@@ -29,19 +36,23 @@ pub const REFUSALS: [u16; 7] = [400, 404, 408, 413, 431, 503, 504];
 
 /// The `status` app: renders the counters of the server it is mounted in.
 pub struct Status {
-    stats: Arc<Stats>,
+    stats: StatsHandle,
 }
 
 impl Status {
     /// A status page over `stats` (from `ServerBuilder::stats`).
-    pub fn new(stats: Arc<Stats>) -> Status {
+    pub fn new(stats: StatsHandle) -> Status {
         Status { stats }
     }
 }
 
 impl Handler for Status {
     fn handle(&self, req: &mut Request, resp: &mut Response) -> io::Result<()> {
-        let snap = Snapshot::take(&self.stats, unix_now());
+        let now = unix_now();
+        let snap = match self.stats.scoreboard() {
+            Some((board, _)) => Snapshot::of_board(board, now),
+            None => Snapshot::take(&self.stats, now),
+        };
         let format = Format::from_query(req.query());
         resp.set_header("Content-Type", format.content_type());
         // Every read must see the present, not a cache's copy.
@@ -114,15 +125,62 @@ pub struct Snapshot {
     pub refused: [(u16, u64); REFUSALS.len()],
     pub queue_wait: Buckets,
     pub latency: Buckets,
+    /// Under prefork, each live child, in slot order; else empty.
+    pub children: Vec<ChildSnapshot>,
+}
+
+/// One prefork child on the page: where it sits and its own numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChildSnapshot {
+    pub slot: usize,
+    pub state: SlotState,
+    /// Its fields, as a single process's page has them (no children).
+    pub process: Snapshot,
 }
 
 impl Snapshot {
     /// Reads `stats` once; `now` is the time in Unix seconds.
     pub fn take(stats: &Stats, now: u64) -> Snapshot {
+        Snapshot::read(stats, std::process::id(), now)
+    }
+
+    /// Reads every live child of `board` once: the totals on top (`pid`
+    /// and `start_time` the master's), each child in `children`.
+    pub fn of_board(board: &Scoreboard, now: u64) -> Snapshot {
+        let live = board.children();
+        let totals = Stats::default();
+        for child in &live {
+            totals.add(&child.stats);
+        }
+        totals
+            .start_time
+            .store(board.start_time(), Ordering::Relaxed);
+        let mut snap = Snapshot::read(&totals, board.master_pid(), now);
+        snap.processes = live.len() as u64;
+        snap.children = (live.iter())
+            .map(|child| {
+                let mut process = Snapshot::read(&child.stats, child.pid, now);
+                // The child's start is its fork, once the master says so.
+                if child.started_at != 0 {
+                    process.start_time = child.started_at;
+                    process.uptime_seconds = now.saturating_sub(child.started_at);
+                }
+                ChildSnapshot {
+                    slot: child.slot,
+                    state: child.state,
+                    process,
+                }
+            })
+            .collect();
+        snap
+    }
+
+    /// Reads `stats` once as the numbers of process `pid`.
+    fn read(stats: &Stats, pid: u32, now: u64) -> Snapshot {
         let start_time = load(&stats.start_time);
         let active_conns = load(&stats.active_conns);
         let mut snap = Snapshot {
-            pid: std::process::id(),
+            pid,
             start_time,
             uptime_seconds: now.saturating_sub(start_time),
             processes: 1,
@@ -198,6 +256,11 @@ impl Snapshot {
         })
     }
 
+    /// The plain numbers of one child: all but `processes`.
+    fn child_scalars(&self) -> impl Iterator<Item = Scalar> {
+        self.scalars().filter(|s| s.name != "processes")
+    }
+
     /// The two histograms: name, data, meaning.
     fn histograms(&self) -> [(&'static str, &Buckets, &'static str); 2] {
         [
@@ -218,17 +281,21 @@ impl Snapshot {
 /// The plain fields of a page, in page order (as [`Snapshot::values`]):
 /// name, OpenMetrics type, meaning.
 const FIELDS: [(&str, Kind, &str); 18] = [
-    ("pid", Kind::Gauge, "process id"),
+    (
+        "pid",
+        Kind::Gauge,
+        "process id (under prefork, the master's)",
+    ),
     (
         "start_time",
         Kind::Gauge,
-        "Unix time the server started, in seconds",
+        "Unix time the server (under prefork, the master) started, in seconds",
     ),
     ("uptime_seconds", Kind::Gauge, "seconds since the start"),
     (
         "processes",
         Kind::Gauge,
-        "processes serving (1 without prefork)",
+        "processes serving (1 without prefork, else the children alive)",
     ),
     ("accepted_conns", Kind::Counter, "connections accepted"),
     ("active_conns", Kind::Gauge, "connections open now"),
@@ -388,12 +455,32 @@ fn text(out: &mut String, snap: &Snapshot) -> fmt::Result {
         let pairs: Vec<String> = bounds(h).map(|(le, n)| format!("{le}={n}")).collect();
         writeln!(out, "{:<24}{}", format!("{name}_buckets:"), pairs.join(" "))?;
     }
+    for child in &snap.children {
+        out.push('\n');
+        for (name, value) in child_rows(child) {
+            writeln!(out, "{:<24}{value}", format!("{name}:"))?;
+        }
+    }
     Ok(())
+}
+
+/// Name and value of each field of a child, its slot and state first:
+/// a block of the text page after the totals, as PHP-FPM's full page
+/// lists its processes.
+fn child_rows(child: &ChildSnapshot) -> Vec<(String, String)> {
+    let mut rows = vec![
+        ("slot".to_string(), child.slot.to_string()),
+        ("state".to_string(), child.state.name().to_string()),
+    ];
+    let fields = child.process.child_scalars();
+    rows.extend(fields.map(|s| (s.name.to_string(), s.value.to_string())));
+    rows
 }
 
 /// One object of numbers; `refused` by status; each histogram as its
 /// cumulative `buckets` (finite bounds: the +Inf one is `count`), `count`
-/// and `sum` in seconds; `children` empty without prefork.
+/// and `sum` in seconds; `children` one object per child (`slot`,
+/// `state`, then its plain numbers), empty without prefork.
 fn json(out: &mut String, snap: &Snapshot) -> fmt::Result {
     out.push('{');
     for s in snap.scalars() {
@@ -408,8 +495,18 @@ fn json(out: &mut String, snap: &Snapshot) -> fmt::Result {
         json_histogram(out, h)?;
         out.push(',');
     }
-    out.push_str("\"children\":[]}\n");
-    Ok(())
+    let children: Vec<String> = snap.children.iter().map(json_child).collect();
+    writeln!(out, "\"children\":[{}]}}", children.join(","))
+}
+
+fn json_child(child: &ChildSnapshot) -> String {
+    let mut fields = vec![
+        format!("\"slot\":{}", child.slot),
+        format!("\"state\":\"{}\"", child.state.name()),
+    ];
+    let numbers = child.process.child_scalars();
+    fields.extend(numbers.map(|s| format!("\"{}\":{}", s.name, s.value)));
+    format!("{{{}}}", fields.join(","))
 }
 
 fn json_histogram(out: &mut String, h: &Buckets) -> fmt::Result {
@@ -454,7 +551,50 @@ fn openmetrics(out: &mut String, snap: &Snapshot) -> fmt::Result {
         writeln!(out, "fastgate_{name}_sum {}", seconds(h.sum_us))?;
         writeln!(out, "fastgate_{name}_count {}", h.count())?;
     }
+    if !snap.children.is_empty() {
+        openmetrics_children(out, &snap.children)?;
+    }
     out.push_str("# EOF\n");
+    Ok(())
+}
+
+/// Under prefork, each child as labeled samples of families of their
+/// own (`fastgate_child_requests_total{slot="0",pid="4242"}`), so a sum
+/// over a family never counts the totals twice: an info family with each
+/// child's state, then a family per plain field.
+fn openmetrics_children(out: &mut String, children: &[ChildSnapshot]) -> fmt::Result {
+    let label = |c: &ChildSnapshot| format!("slot=\"{}\",pid=\"{}\"", c.slot, c.process.pid);
+    family(out, "child", "info", "each child of the prefork master")?;
+    for c in children {
+        let state = c.state.name();
+        writeln!(
+            out,
+            "fastgate_child_info{{{},state=\"{state}\"}} 1",
+            label(c)
+        )?;
+    }
+    let Some(first) = children.first() else {
+        return Ok(());
+    };
+    for field in first.process.child_scalars().filter(|s| s.name != "pid") {
+        let (typ, suffix) = match field.kind {
+            Kind::Counter => ("counter", "_total"),
+            Kind::Gauge => ("gauge", ""),
+        };
+        let name = format!("child_{}", field.name);
+        let help = match field.name {
+            "start_time" => "Unix time the master forked the child, in seconds",
+            "uptime_seconds" => "seconds since the child's fork",
+            help => help,
+        };
+        family(out, &name, typ, &format!("{help}, per child"))?;
+        for c in children {
+            let value = (c.process.child_scalars())
+                .find(|s| s.name == field.name)
+                .map_or(0, |s| s.value);
+            writeln!(out, "fastgate_{name}{suffix}{{{}}} {value}", label(c))?;
+        }
+    }
     Ok(())
 }
 
@@ -480,7 +620,26 @@ fn html(out: &mut String, snap: &Snapshot) -> fmt::Result {
         let rows = bounds(h).map(|(le, n)| (format!("≤ {le}"), n.to_string()));
         html_table(out, ("seconds", "requests"), rows.collect())?;
     }
+    if !snap.children.is_empty() {
+        html_children(out, &snap.children)?;
+    }
     out.push_str("</body></html>\n");
+    Ok(())
+}
+
+/// The children, a row each, a column per field.
+fn html_children(out: &mut String, children: &[ChildSnapshot]) -> fmt::Result {
+    out.push_str("<h2>children</h2><table>\n");
+    for (i, child) in children.iter().enumerate() {
+        let rows = child_rows(child);
+        if i == 0 {
+            let names: Vec<String> = rows.iter().map(|(n, _)| escape(n)).collect();
+            writeln!(out, "<tr><th>{}</th></tr>", names.join("</th><th>"))?;
+        }
+        let values: Vec<String> = rows.iter().map(|(_, v)| escape(v)).collect();
+        writeln!(out, "<tr><td>{}</td></tr>", values.join("</td><td>"))?;
+    }
+    out.push_str("</table>\n");
     Ok(())
 }
 
@@ -650,6 +809,7 @@ mod tests {
             let suffixes: &[&str] = match typ.as_str() {
                 "counter" => &["_total"],
                 "gauge" => &[""],
+                "info" => &["_info"],
                 _ => &["_bucket", "_sum", "_count"],
             };
             assert!(suffixes.contains(&&name[family.len()..]), "{typ}: {line}");
@@ -725,6 +885,146 @@ mod tests {
             escape("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
+    }
+
+    /// A scoreboard made here (so this process is its master) with two
+    /// children of their own numbers, in slots 0 and 2, and the page it
+    /// gives.
+    fn prefork_sample() -> (Scoreboard, Snapshot) {
+        let board = Scoreboard::new(3).unwrap();
+        let children = [(0, 101, 5, 3, 1, 4), (2, 103, 7, 2, 2, 9)];
+        for (slot, pid, requests, total, idle, max_queue) in children {
+            board.claim(slot, pid);
+            let s = board.stats(slot);
+            let set = |a: &AtomicU64, v| a.store(v, Ordering::Relaxed);
+            set(&s.start_time, board.start_time());
+            set(&s.requests, requests);
+            set(&s.threads_total, total);
+            set(&s.threads_idle, idle);
+            set(&s.max_queue_len, max_queue);
+            set(&s.queue_submitted, 3);
+            set(&s.refused_404, 1);
+            s.latency.observe(Duration::from_micros(150));
+        }
+        board
+            .stats(2)
+            .threads_max_reached
+            .store(11, Ordering::Relaxed);
+        board.set_state(2, SlotState::Serving);
+        let snap = Snapshot::of_board(&board, board.start_time() + 42);
+        (board, snap)
+    }
+
+    #[test]
+    fn under_prefork_the_top_is_the_totals_and_each_child_is_listed() {
+        let (board, snap) = prefork_sample();
+        let v: serde_json::Value = serde_json::from_str(&Format::Json.render(&snap)).unwrap();
+        let top = [
+            ("pid", u64::from(std::process::id())),
+            ("start_time", board.start_time()),
+            ("uptime_seconds", 42),
+            ("processes", 2),
+            ("requests", 12),
+            ("threads_total", 5),
+            ("threads_idle", 3),
+            ("threads_busy", 2),
+            ("queue_len", 6),
+            // The larger child's, but never below the queue it bounds.
+            ("max_queue_len", 9),
+            ("max_threads_reached", 11),
+        ];
+        for (name, value) in top {
+            assert_eq!(v[name].as_u64(), Some(value), "{name}: {v}");
+        }
+        assert_eq!(v["refused"]["404"], 2);
+        assert_eq!(v["latency"]["count"], 2);
+        let children = v["children"].as_array().unwrap();
+        assert_eq!(children.len(), 2, "{v}");
+        let (a, b) = (&children[0], &children[1]);
+        assert_eq!(
+            (&a["slot"], &a["pid"], &a["state"]),
+            (&0.into(), &101.into(), &"starting".into())
+        );
+        assert_eq!(
+            (&b["slot"], &b["pid"], &b["state"]),
+            (&2.into(), &103.into(), &"serving".into())
+        );
+        assert_eq!((&a["requests"], &b["requests"]), (&5.into(), &7.into()));
+        assert_eq!(
+            (&a["threads_busy"], &b["threads_busy"]),
+            (&2.into(), &0.into())
+        );
+        for name in [
+            "start_time",
+            "uptime_seconds",
+            "queue_len",
+            "protocol_errors",
+        ] {
+            assert!(b[name].is_u64(), "{name}: {b}");
+        }
+        assert!(b.get("processes").is_none() && b.get("children").is_none());
+    }
+
+    #[test]
+    fn a_released_child_leaves_the_page() {
+        let (board, _) = prefork_sample();
+        board.release(0);
+        board.claim(0, 105);
+        let snap = Snapshot::of_board(&board, board.start_time());
+        let pids: Vec<u32> = snap.children.iter().map(|c| c.process.pid).collect();
+        assert_eq!(pids, [105, 103], "the successor, never a ghost");
+        assert_eq!((snap.processes, snap.requests), (2, 7));
+    }
+
+    #[test]
+    fn under_prefork_openmetrics_labels_each_child() {
+        let (_board, snap) = prefork_sample();
+        let page = Format::OpenMetrics.render(&snap);
+        check_families(&page);
+        check_histogram(&page, "latency");
+        assert_eq!(page.lines().last(), Some("# EOF"));
+        assert!(page.contains("\nfastgate_processes 2\n"), "{page}");
+        assert!(page.contains("\nfastgate_requests_total 12\n"), "{page}");
+        let info = "\nfastgate_child_info{slot=\"2\",pid=\"103\",state=\"serving\"} 1\n";
+        assert!(page.contains(info), "{page}");
+        let requests = "\nfastgate_child_requests_total{slot=\"0\",pid=\"101\"} 5\n";
+        assert!(page.contains(requests), "{page}");
+        assert!(page.contains("\nfastgate_child_threads_busy{slot=\"0\",pid=\"101\"} 2\n"));
+        assert!(!page.contains("fastgate_child_pid"), "the pid is a label");
+        assert!(!page.contains("fastgate_child_processes"), "{page}");
+    }
+
+    #[test]
+    fn under_prefork_text_and_html_list_each_child() {
+        let (_board, snap) = prefork_sample();
+        let text = Format::Text.render(&snap);
+        let blocks: Vec<&str> = text.split("\n\n").collect();
+        assert_eq!(blocks.len(), 3, "{text}");
+        assert!(
+            blocks[0].contains("\nprocesses:              2\n"),
+            "{text}"
+        );
+        assert!(blocks[2].starts_with("slot:                   2\nstate:                  serving\npid:                    103\n"), "{text}");
+        assert!(
+            blocks[2].contains("\nrequests:               7\n"),
+            "{text}"
+        );
+        let html = Format::Html.render(&snap);
+        assert!(html.contains("<h2>children</h2>"), "{html}");
+        assert!(
+            html.contains("<tr><td>2</td><td>serving</td><td>103</td>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn a_single_process_has_no_children() {
+        let s = sample();
+        assert!(s.children.is_empty());
+        let page = Format::OpenMetrics.render(&s);
+        assert!(!page.contains("fastgate_child"), "{page}");
+        assert!(!Format::Text.render(&s).contains("\n\n"));
+        assert!(!Format::Html.render(&s).contains("children"));
     }
 
     #[test]

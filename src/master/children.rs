@@ -10,7 +10,9 @@ use nix::sys::signal::{kill, Signal as Sig};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
-use crate::server::{Bound, Error, ServerBuilder};
+use std::sync::Arc;
+
+use crate::server::{Bound, Error, Scoreboard, ServerBuilder};
 
 /// Where a child is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +27,8 @@ pub enum State {
 /// One child process.
 pub struct Child {
     pub pid: Pid,
+    /// Its block on the scoreboard, released once it is reaped.
+    pub slot: usize,
     /// Children of an older generation are replaced by a rolling restart.
     pub generation: u64,
     pub started_at: Instant,
@@ -74,6 +78,9 @@ impl Child {
 pub struct ChildPlan<'a> {
     pub builder: &'a mut ServerBuilder,
     pub bound: &'a Bound,
+    /// Where every child counts, and the slot this one takes.
+    pub board: &'a Arc<Scoreboard>,
+    pub slot: usize,
     pub master: Pid,
     /// Recycle after this many requests (0: never).
     pub max_requests: u64,
@@ -82,7 +89,7 @@ pub struct ChildPlan<'a> {
     pub before: &'a mut dyn FnMut(),
 }
 
-/// Forks a child; in the parent, its record.
+/// Forks a child; in the parent, its record (its slot claimed).
 pub fn spawn(plan: ChildPlan<'_>, generation: u64) -> Result<Child, Error> {
     let (ready_r, ready_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::new(format!("pipe for a child: {e}")))?;
@@ -94,13 +101,17 @@ pub fn spawn(plan: ChildPlan<'_>, generation: u64) -> Result<Child, Error> {
             drop(ready_r);
             child_main(plan, ready_w)
         }
-        ForkResult::Parent { child } => Ok(Child {
-            pid: child,
-            generation,
-            started_at: Instant::now(),
-            state: State::Starting,
-            ready: Some(ready_r),
-        }),
+        ForkResult::Parent { child } => {
+            plan.board.claim(plan.slot, child.as_raw() as u32);
+            Ok(Child {
+                pid: child,
+                slot: plan.slot,
+                generation,
+                started_at: Instant::now(),
+                state: State::Starting,
+                ready: Some(ready_r),
+            })
+        }
     }
 }
 
@@ -119,6 +130,12 @@ fn child_main(plan: ChildPlan<'_>, ready: OwnedFd) -> ! {
 fn serve(plan: ChildPlan<'_>, ready: OwnedFd) -> i32 {
     die_with_master(plan.master);
     (plan.before)();
+    if let Err(e) = plan
+        .builder
+        .use_scoreboard_slot(Arc::clone(plan.board), plan.slot)
+    {
+        return fail(&e);
+    }
     let bound = match plan.bound.for_child() {
         Ok(b) => b,
         Err(e) => return fail(&e),
@@ -167,7 +184,7 @@ fn recycle_after(server: &crate::server::Server, max: u64) {
 
 fn check_requests(
     handle: crate::server::LoopHandle,
-    stats: std::sync::Arc<crate::server::Stats>,
+    stats: crate::server::StatsHandle,
     stop: crate::server::StopHandle,
     max: u64,
 ) {

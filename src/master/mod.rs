@@ -27,6 +27,7 @@ mod upgrade;
 use std::time::{Duration, Instant};
 
 use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal as Sig;
@@ -34,9 +35,9 @@ use nix::unistd::Pid;
 
 use self::children::{Child, ChildPlan, State};
 use self::upgrade::{Exe, Upgrade};
-use crate::server::notify::Notifier;
+use crate::server::notify::{status_line, Notifier};
 use crate::server::signals::{Signal, Signals};
-use crate::server::{Bound, Error, ServerBuilder};
+use crate::server::{Bound, Error, Scoreboard, ServerBuilder};
 
 /// What the master is asked to keep running.
 #[derive(Clone, Debug)]
@@ -71,9 +72,12 @@ pub fn run(
 ) -> Result<(), Error> {
     let signals =
         Signals::install(true).map_err(|e| Error::new(format!("signal handlers: {e}")))?;
+    // Room for a rolling restart's extra children and a few TTINs.
+    let board = Arc::new(Scoreboard::new((plan.processes * 4).max(64))?);
     let mut master = Master {
         builder,
         bound,
+        board,
         signals,
         target: plan.processes.max(1),
         children: Vec::new(),
@@ -97,6 +101,8 @@ struct Master {
     builder: ServerBuilder,
     /// The listeners and the duties at exit (socket files, pidfile).
     bound: Bound,
+    /// Every child's counters, made before the first fork.
+    board: Arc<Scoreboard>,
     signals: Signals,
     target: usize,
     children: Vec<Child>,
@@ -149,12 +155,12 @@ impl Master {
             return;
         }
         self.next_status = Instant::now() + crate::server::notify::STATUS_INTERVAL;
-        let serving = self
-            .children
-            .iter()
-            .filter(|c| c.state == State::Serving)
-            .count();
-        let _ = n.status(&format!("processes {serving} of {}", self.target));
+        let t = self.board.totals();
+        let (total, idle) = (load(&t.threads_total), load(&t.threads_idle));
+        let line = status_line(load(&t.requests), total.saturating_sub(idle), total, {
+            self.children.len() as u64
+        });
+        let _ = n.status(&line);
     }
 
     fn check_upgrade_deadline(&mut self) {
@@ -375,6 +381,7 @@ impl Master {
                 continue;
             };
             let child = self.children.swap_remove(at);
+            self.board.release(child.slot);
             self.note_end(&child, &ended.status);
         }
     }
@@ -457,12 +464,19 @@ impl Master {
     }
 
     fn start_child(&mut self) {
+        let Some(slot) = self.board.vacant() else {
+            log::error!("no room on the scoreboard for another child");
+            self.next_start = Instant::now() + MAX_BACKOFF;
+            return;
+        };
         let master = Pid::this();
         let signals = &mut self.signals;
         let mut before = || signals.disarm();
         let plan = ChildPlan {
             builder: &mut self.builder,
             bound: &self.bound,
+            board: &self.board,
+            slot,
             master,
             max_requests: self.plan.max_requests,
             before: &mut before,
@@ -479,6 +493,10 @@ impl Master {
             }
         }
     }
+}
+
+fn load(n: &std::sync::atomic::AtomicU64) -> u64 {
+    n.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// 100 ms, doubling with each failure in a row, at most 10 s.

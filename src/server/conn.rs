@@ -354,6 +354,8 @@ impl Conn {
             self.seen_ended = self.io.ended;
             self.last_active = ctx.now;
         }
+        // Stopping, a connection closes once idle, except one still on
+        // its first request (kept by `begin_drain`).
         let idle = self.in_flight() == 0;
         if idle && ((ctx.draining && !self.fresh()) || self.io.peer_shut) {
             self.io.out.close_after = true;

@@ -15,7 +15,7 @@ use super::message::{ConnId, LoopSender, ReqRef};
 use super::pool::Pool;
 use super::router::Router;
 use super::spool::TempSpace;
-use super::stats::{bump, Stats};
+use super::stats::{bump, StatsHandle};
 use super::warnings::Warnings;
 use crate::protocol::params::Params;
 
@@ -25,7 +25,7 @@ pub struct Ctx {
     pub router: Arc<Router>,
     pub pool: Pool,
     pub sender: LoopSender,
-    pub stats: Arc<Stats>,
+    pub stats: StatsHandle,
     pub now: Instant,
     /// A graceful stop is under way: no new requests.
     pub draining: bool,
@@ -47,7 +47,7 @@ impl Ctx {
             router,
             pool,
             sender,
-            stats: Arc::default(),
+            stats: StatsHandle::default(),
             now: Instant::now(),
             draining: false,
             next_key: 0,

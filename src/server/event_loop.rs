@@ -21,9 +21,10 @@ use super::message::{Message, Task};
 use super::notify::Reporter;
 use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
+use super::scoreboard::SlotState;
 use super::signals::{Signal, Signals};
 use super::slab::Slab;
-use super::stats::{bump, drop_one, Stats};
+use super::stats::{bump, drop_one, StatsHandle};
 use super::timer::{Callbacks, Entry, Timers};
 use super::waker::Waker;
 
@@ -134,7 +135,7 @@ impl EventLoop {
     }
 
     /// The process-wide counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> StatsHandle {
         self.ctx.stats.clone()
     }
 
@@ -159,6 +160,14 @@ impl EventLoop {
         if let Some(n) = self.notify.as_mut() {
             n.ready();
         }
+        // A prefork child's slot on the scoreboard says so (else a no-op).
+        self.ctx.stats.set_state(SlotState::Serving);
+        let ran = self.run_turns();
+        self.ctx.stats.set_state(SlotState::Stopping);
+        ran
+    }
+
+    fn run_turns(&mut self) -> io::Result<()> {
         while self.run != Run::Done {
             self.turn()?;
         }
@@ -571,6 +580,7 @@ impl EventLoop {
         }
         self.accepting = false;
         self.ctx.draining = true;
+        self.ctx.stats.set_state(SlotState::Stopping);
         self.run = Run::Draining {
             deadline: self.ctx.now + self.shutdown_timeout,
         };
@@ -578,10 +588,11 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
-            // An idle kept-alive connection closes; one accepted but not
-            // read yet keeps its first request (its client sent it before
-            // it could know of the stop).
-            if conn.in_flight() == 0 && !conn.fresh() {
+            // An idle connection closes; one accepted whose first request
+            // is already waiting in the socket keeps it (its client sent
+            // it before it could know of the stop).
+            let request_waiting = conn.fresh() && conn.stream.unread_bytes() > 0;
+            if conn.in_flight() == 0 && !request_waiting {
                 conn.io.out.close_after = true;
                 conn.state = ConnState::Closing;
             }

@@ -33,6 +33,7 @@ mod request;
 mod response;
 mod router;
 mod scgi_conn;
+mod scoreboard;
 mod shared;
 pub(crate) mod signals;
 mod slab;
@@ -57,7 +58,8 @@ pub use self::reply::Reply;
 pub use self::request::{Body, Request};
 pub use self::response::Response;
 pub use self::router::{AsyncHandler, Handler, Route};
-pub use self::stats::{Histogram, Stats, BUCKETS_US};
+pub use self::scoreboard::{ChildStats, Scoreboard, SlotState};
+pub use self::stats::{Histogram, Stats, StatsHandle, BUCKETS_US};
 pub use self::stop::StopHandle;
 
 use self::access_log::AccessLog;
@@ -117,7 +119,7 @@ pub struct ServerBuilder {
     router: Router,
     /// Made with the builder, so handlers built before the server (the
     /// `status` app) can read it.
-    stats: Arc<Stats>,
+    stats: StatsHandle,
     /// Whether the loop handles the process's signals.
     signals: bool,
     /// Listening sockets passed in by a parent process.
@@ -132,7 +134,7 @@ impl Default for ServerBuilder {
             options: Options::default(),
             listen: Vec::new(),
             router: Router::default(),
-            stats: Arc::new(Stats::started_now()),
+            stats: StatsHandle::new(),
             signals: false,
             inherited: Vec::new(),
             notifier: None,
@@ -141,9 +143,41 @@ impl Default for ServerBuilder {
 }
 
 impl ServerBuilder {
-    /// The counters the server will keep, for a handler that reports them.
-    pub fn stats(&self) -> Arc<Stats> {
-        Arc::clone(&self.stats)
+    /// The counters the server will keep, for a handler that reports them
+    /// (a handle taken before [`use_scoreboard_slot`](Self::use_scoreboard_slot)
+    /// follows it to the slot).
+    pub fn stats(&self) -> StatsHandle {
+        self.stats.clone()
+    }
+
+    /// For a prefork child, before [`start`](Self::start): count into
+    /// `slot` of `board` (the master's, inherited across `fork`) instead of
+    /// this process's own block, and let the `status` app report every
+    /// child of the board. Sets the slot's pid to this process's.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fastgate::server::{Scoreboard, Server};
+    ///
+    /// // The master, before it forks:
+    /// let board = Arc::new(Scoreboard::new(4).unwrap());
+    /// // A child, after the fork:
+    /// let mut builder = Server::builder();
+    /// let status_sees = builder.stats();
+    /// builder.use_scoreboard_slot(Arc::clone(&board), 2).unwrap();
+    /// assert_eq!(status_sees.scoreboard().map(|(_, slot)| slot), Some(2));
+    /// assert_eq!(board.children()[0].pid, std::process::id());
+    /// ```
+    ///
+    /// Fails if `slot` is past the board's capacity, a slot was bound
+    /// already, or the server has started (its gauges are up in the block
+    /// it counts into).
+    pub fn use_scoreboard_slot(
+        &mut self,
+        board: Arc<Scoreboard>,
+        slot: usize,
+    ) -> Result<(), Error> {
+        self.stats.bind(board, slot)
     }
 
     /// Takes every limit from `options`, replacing earlier ones. Its
@@ -261,7 +295,8 @@ impl ServerBuilder {
             listeners,
             exit,
         } = bound;
-        let stats = Arc::clone(&self.stats);
+        let stats = self.stats.clone();
+        stats.seal();
         stats.mark_started();
         let waker = Waker::new(stats.clone()).map_err(|e| Error::new(format!("eventfd: {e}")))?;
         let waker = Arc::new(waker);
@@ -279,7 +314,7 @@ impl ServerBuilder {
             EventLoop::new(listeners, ctx, rx, waker, setup.0, setup.1, setup.2)
                 .map_err(|e| Error::new(format!("cannot start the event loop: {e}")))?;
         if let Some(notifier) = self.notifier.take() {
-            event_loop.report_to(notify::Reporter::new(notifier, Arc::clone(&self.stats)));
+            event_loop.report_to(notify::Reporter::new(notifier, self.stats.clone()));
         }
         Ok(Server {
             event_loop,
@@ -399,7 +434,7 @@ impl Server {
     }
 
     /// Live counters.
-    pub fn stats(&self) -> Arc<Stats> {
+    pub fn stats(&self) -> StatsHandle {
         self.event_loop.stats()
     }
 
@@ -436,7 +471,7 @@ fn new_ctx(
     cfg: &Options,
     router: Arc<Router>,
     sender: message::LoopSender,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
 ) -> Result<Ctx, Error> {
     let pool = Pool::new(cfg.min_threads, cfg.max_threads, cfg.queue, stats.clone());
     let mut ctx = Ctx::new(limits(cfg), router, pool, sender);

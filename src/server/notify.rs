@@ -14,10 +14,9 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::stats::Stats;
+use super::stats::{Stats, StatsHandle};
 
 /// The environment variable systemd sets for a `Type=notify` service.
 pub const NOTIFY_SOCKET: &str = "NOTIFY_SOCKET";
@@ -214,7 +213,7 @@ fn abstract_addr(_name: &[u8]) -> io::Result<SocketAddr> {
 /// interval while it runs, `STOPPING=1` when a graceful stop begins.
 pub(crate) struct Reporter {
     notifier: Notifier,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
     interval: Duration,
     next: Instant,
     /// A send failed and was logged; the failures after it are not,
@@ -224,7 +223,7 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(notifier: Notifier, stats: Arc<Stats>) -> Reporter {
+    pub fn new(notifier: Notifier, stats: StatsHandle) -> Reporter {
         let interval = interval_from_env().unwrap_or(STATUS_INTERVAL);
         Reporter {
             notifier,

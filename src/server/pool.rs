@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use super::request::Request;
 use super::response::Response;
 use super::router::Handler;
-use super::stats::{bump, Stats};
+use super::stats::{bump, Stats, StatsHandle};
 
 /// How long a surplus worker idles before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
@@ -38,7 +38,7 @@ pub struct Pool {
     rx: Receiver<Job>,
     min: usize,
     max: usize,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
     clock: Arc<QueueClock>,
 }
 
@@ -70,7 +70,7 @@ impl QueueClock {
 }
 
 impl Pool {
-    pub fn new(min: usize, max: usize, queue: usize, stats: Arc<Stats>) -> Pool {
+    pub fn new(min: usize, max: usize, queue: usize, stats: StatsHandle) -> Pool {
         let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
         let clock = QueueClock {
             epoch: Instant::now(),
@@ -166,7 +166,7 @@ impl Pool {
 struct Worker {
     rx: Receiver<Job>,
     min: usize,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
     clock: Arc<QueueClock>,
 }
 

@@ -17,14 +17,14 @@ use std::sync::Arc;
 
 use super::message::{End, LoopHandle, Message};
 use super::shared::Shared;
-use super::stats::{drop_one, Stats};
+use super::stats::{drop_one, StatsHandle};
 use crate::protocol::cgi_response::{reason_phrase, Head};
 
 /// The pending answer of one request of an [`AsyncHandler`](super::AsyncHandler).
 pub struct Reply {
     shared: Arc<Shared>,
     handle: LoopHandle,
-    stats: Arc<Stats>,
+    stats: StatsHandle,
     status: u16,
     headers: Vec<(String, String)>,
     head_out: bool,
@@ -32,7 +32,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub(crate) fn new(shared: Arc<Shared>, handle: LoopHandle, stats: Arc<Stats>) -> Reply {
+    pub(crate) fn new(shared: Arc<Shared>, handle: LoopHandle, stats: StatsHandle) -> Reply {
         stats.pending_async.fetch_add(1, Ordering::Relaxed);
         Reply {
             shared,

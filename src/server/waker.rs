@@ -9,11 +9,10 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use super::stats::{bump, Stats};
+use super::stats::{bump, StatsHandle};
 
 /// A cross-thread wakeup for the loop; shared through an `Arc`.
 pub struct Waker {
@@ -21,11 +20,11 @@ pub struct Waker {
     pending: AtomicBool,
     /// Counts the eventfd writes (`wakeups`: per request, a cost the status
     /// page and benchmarks show).
-    stats: Arc<Stats>,
+    stats: StatsHandle,
 }
 
 impl Waker {
-    pub fn new(stats: Arc<Stats>) -> io::Result<Waker> {
+    pub fn new(stats: StatsHandle) -> io::Result<Waker> {
         let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
         Ok(Waker {
             fd,
@@ -71,7 +70,7 @@ mod tests {
 
     #[test]
     fn many_wakes_before_a_reset_write_once() {
-        let w = Waker::new(Arc::default()).unwrap();
+        let w = Waker::new(StatsHandle::default()).unwrap();
         for _ in 0..10 {
             w.wake();
         }
