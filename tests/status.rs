@@ -37,7 +37,12 @@ const DESIGN_NUMBERS: [&str; 15] = [
 ];
 
 /// The plain numbers fastgate adds to DESIGN.md's.
-const MORE_NUMBERS: [&str; 3] = ["max_threads_reached", "pending_async", "wakeups"];
+const MORE_NUMBERS: [&str; 4] = [
+    "max_threads_reached",
+    "pending_async",
+    "wakeups",
+    "accept_wakeups",
+];
 
 const REFUSALS: [&str; 7] = ["400", "404", "408", "413", "431", "503", "504"];
 

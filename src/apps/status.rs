@@ -121,6 +121,7 @@ pub struct Snapshot {
     pub protocol_errors: u64,
     pub pending_async: u64,
     pub wakeups: u64,
+    pub accept_wakeups: u64,
     /// Refusals by status, in [`REFUSALS`] order.
     pub refused: [(u16, u64); REFUSALS.len()],
     pub queue_wait: Buckets,
@@ -194,6 +195,7 @@ impl Snapshot {
             protocol_errors: load(&stats.protocol_errors),
             pending_async: load(&stats.pending_async),
             wakeups: load(&stats.wakeups),
+            accept_wakeups: load(&stats.accept_wakeups),
             refused: REFUSALS.map(|s| (s, stats.refused(s).map_or(0, load))),
             queue_wait: Buckets::read(&stats.queue_wait),
             latency: Buckets::read(&stats.latency),
@@ -242,6 +244,7 @@ impl Snapshot {
             self.protocol_errors,
             self.pending_async,
             self.wakeups,
+            self.accept_wakeups,
         ]
     }
 
@@ -280,7 +283,7 @@ impl Snapshot {
 
 /// The plain fields of a page, in page order (as [`Snapshot::values`]):
 /// name, OpenMetrics type, meaning.
-const FIELDS: [(&str, Kind, &str); 18] = [
+const FIELDS: [(&str, Kind, &str); 19] = [
     (
         "pid",
         Kind::Gauge,
@@ -342,6 +345,11 @@ const FIELDS: [(&str, Kind, &str); 18] = [
         "wakeups",
         Kind::Counter,
         "wakeups of the event loop by other threads",
+    ),
+    (
+        "accept_wakeups",
+        Kind::Counter,
+        "times a listening socket woke the loop (per accepted connection: the cost of a herd)",
     ),
 ];
 
@@ -698,6 +706,7 @@ mod tests {
         set(&stats.protocol_errors, 14);
         set(&stats.pending_async, 15);
         set(&stats.wakeups, 16);
+        set(&stats.accept_wakeups, 17);
         set(&stats.refused_404, 2);
         for us in [150, 3_000_000, 60_000_000] {
             stats.latency.observe(Duration::from_micros(us));
@@ -760,6 +769,7 @@ mod tests {
             ("protocol_errors", 14),
             ("pending_async", 15),
             ("wakeups", 16),
+            ("accept_wakeups", 17),
         ];
         for (name, value) in want {
             assert_eq!(v[name].as_u64(), Some(value), "{name}");
