@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::context::Ctx;
 use super::fastcgi_conn::FcgiConn;
+use super::limits::Limits;
 use super::listener::Stream;
 use super::message::{ConnId, End, ReqRef};
 use super::output::Output;
@@ -127,6 +128,9 @@ pub struct Conn {
     pub last_active: Instant,
     /// `io.ended` when `last_active` was last moved.
     seen_ended: u64,
+    /// A graceful stop began before its first request: it closes if none
+    /// has come by then.
+    pub grace_until: Option<Instant>,
     /// The deadline the timer heap holds for it, if any.
     pub armed: Option<Instant>,
     /// The interest registered in the poller.
@@ -171,6 +175,7 @@ impl Conn {
             rbuf: Vec::new(),
             last_active: now,
             seen_ended: 0,
+            grace_until: None,
             armed: None,
             interest: Interest::READ,
             last_read: now,
@@ -462,7 +467,7 @@ impl Conn {
         }
         let l = &ctx.limits;
         let own = match (self.in_flight(), self.fresh()) {
-            (0, true) => Some(self.last_active + l.header_timeout),
+            (0, true) => Some(self.header_deadline(l)),
             (0, false) => Some(self.last_active + l.idle_timeout),
             _ => None,
         };
@@ -476,6 +481,13 @@ impl Conn {
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// When a connection with no request yet must have one: the header
+    /// timeout, or sooner at a graceful stop.
+    fn header_deadline(&self, l: &Limits) -> Instant {
+        let header = self.last_active + l.header_timeout;
+        self.grace_until.map_or(header, |g| g.min(header))
     }
 
     /// Acts on expired deadlines at `ctx.now`.
@@ -496,6 +508,9 @@ impl Conn {
         self.note_reading(now);
         let clock = self.body_clock();
         match (self.in_flight(), self.fresh()) {
+            (0, true) if self.grace_until.is_some_and(|g| now >= g) => {
+                return Err(CloseReason::Timeout("no request before the stop"))
+            }
             (0, true) if now >= self.last_active + l.header_timeout => {
                 return Err(CloseReason::SlowClient(
                     "no request within --header-timeout",

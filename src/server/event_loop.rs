@@ -46,6 +46,10 @@ fn listening() -> Interest {
     }
 }
 
+/// At a graceful stop, how long a connection accepted just before has to
+/// send its first request.
+const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
 /// Rounds of held output (256 KiB each) one connection may write a turn.
 const RELEASE_ROUNDS: usize = 8;
 /// A closure or async handler that holds the loop longer than this is
@@ -588,11 +592,13 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(token) else {
                 continue;
             };
-            // An idle connection closes; one accepted whose first request
-            // is already waiting in the socket keeps it (its client sent
-            // it before it could know of the stop).
-            let request_waiting = conn.fresh() && conn.stream.unread_bytes() > 0;
-            if conn.in_flight() == 0 && !request_waiting {
+            // An idle kept-alive connection closes. One accepted that has
+            // not sent its first request yet gets a moment for it (its
+            // client connected before it could know of the stop, and the
+            // bytes may be on their way).
+            if conn.fresh() {
+                conn.grace_until = Some(self.ctx.now + DRAIN_GRACE);
+            } else if conn.in_flight() == 0 {
                 conn.io.out.close_after = true;
                 conn.state = ConnState::Closing;
             }
