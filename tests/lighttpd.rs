@@ -48,6 +48,11 @@ struct Lighttpd {
 impl Lighttpd {
     /// lighttpd with the shipped snippet, starting `procs` copies.
     fn start(procs: usize) -> Lighttpd {
+        Lighttpd::start_with(procs, "")
+    }
+
+    /// As [`Lighttpd::start`], with `args` after `serve` on bin-path.
+    fn start_with(procs: usize, args: &str) -> Lighttpd {
         let dir = TempDir::new("lighttpd");
         let port = frontend::free_port();
         let user = frontend::front_user();
@@ -55,8 +60,11 @@ impl Lighttpd {
         let log = dir.path().join("lighttpd.log");
         std::fs::write(&conf, main_conf(dir.path(), port, &log, user.is_some()))
             .expect("write lighttpd.conf");
-        std::fs::write(dir.path().join("fastgate.conf"), snippet(dir.path(), procs))
-            .expect("write fastgate.conf");
+        std::fs::write(
+            dir.path().join("fastgate.conf"),
+            snippet(dir.path(), procs, args),
+        )
+        .expect("write fastgate.conf");
         if let Some((uid, gid)) = user {
             // The copies, run as www-data, have their sockets made here,
             // and lighttpd opens its error log once it is www-data.
@@ -154,10 +162,11 @@ fn main_conf(dir: &Path, port: u16, log: &Path, as_user: bool) -> String {
 }
 
 /// The shipped snippet with this test's paths, mounts and copies.
-fn snippet(dir: &Path, procs: usize) -> String {
+fn snippet(dir: &Path, procs: usize, args: &str) -> String {
     let sock = format!("\"{}/fastgate.sock\"", dir.display());
     let conf = replace_once(CONF, SNIPPET_SOCKET, &sock);
-    let conf = replace_once(&conf, SNIPPET_BIN, &format!("\"{} serve\"", bin()));
+    let bin_path = format!("\"{} serve{args}\"", bin());
+    let conf = replace_once(&conf, SNIPPET_BIN, &bin_path);
     let conf = replace_once(&conf, SNIPPET_MOUNT, &format!("\"{MOUNTS}\""));
     replace_once(&conf, SNIPPET_PROCS, &format!("\"max-procs\" => {procs},"))
 }
@@ -333,4 +342,32 @@ fn a_copy_that_dies_is_started_again() {
     assert_eq!(now.len(), 1, "copies {now:?}");
     assert_ne!(now[0], old, "a new copy");
     assert_eq!(fd0_socket(now[0]).map(|s| s.0), Some(lighttpd.socket(0)));
+}
+
+/// `max-procs = 1` with `--processes 2` on bin-path: the copy lighttpd
+/// starts is a master, its two children serve the socket on its fd 0.
+#[test]
+fn one_copy_may_prefork_on_its_socket() {
+    if !require_tool("lighttpd") {
+        return;
+    }
+    let mut lighttpd = Lighttpd::start_with(1, " --processes 2");
+    let mut client = lighttpd.client();
+    for _ in 0..10 {
+        assert_hello(&client.get("/hello").expect("GET /hello"));
+    }
+    let status = client.get("/status?json").expect("GET /status");
+    let page: serde_json::Value = serde_json::from_slice(&status.body).expect("JSON");
+    assert_eq!(page["processes"], 2, "{page}");
+    let master = lighttpd.copies(1)[0];
+    let stopped = |log: &str| {
+        log.contains(&format!(
+            "fastgate[{master}]: INFO master {master}: stopped"
+        ))
+    };
+    let log = lighttpd.stop_until(stopped);
+    assert!(
+        stopped(&log),
+        "the master did not stop with lighttpd:\n{log}"
+    );
 }
