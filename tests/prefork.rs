@@ -533,3 +533,91 @@ fn pubsub_reaches_the_waiters_of_every_child() {
         );
     }
 }
+
+/// Whether the children's (pid, pending) satisfy a test.
+type Holds<'a> = &'a dyn Fn(&[(i32, u64)]) -> bool;
+
+/// Each child's (pid, `pending_async`), from the status page.
+fn pending_by_pid(spec: &str) -> Vec<(i32, u64)> {
+    let page = fcgi_get(spec, "/status?json").body_str();
+    let json: serde_json::Value = serde_json::from_str(&page).expect("status JSON");
+    json["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| {
+            let pid = c["pid"].as_i64().expect("pid") as i32;
+            (pid, c["pending_async"].as_u64().expect("pending_async"))
+        })
+        .collect()
+}
+
+/// A child killed while it holds waiters is counted no more, and the one
+/// that replaces it takes part in the relay.
+#[test]
+fn pubsub_survives_a_killed_child_and_relays_to_its_successor() {
+    let server = prefork(
+        "2",
+        &[
+            "--max-threads",
+            "1",
+            "--mount",
+            "/events=pubsub",
+            "--mount",
+            "/status=status",
+        ],
+    );
+    let spec = server.spec(0);
+    let kids = wait_children(server.pid(), 2);
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    let mut waiters = Vec::new();
+    // Bursts of waiters until `holds(pid)` says yes (or 20 bursts).
+    let open_until = |waiters: &mut Vec<FcgiConn>, holds: Holds<'_>| {
+        for _ in 0..20 {
+            let burst: Vec<thread::JoinHandle<FcgiConn>> = (0..10)
+                .map(|_| {
+                    let spec = spec.clone();
+                    thread::spawn(move || wait_on(&spec, "/events/k?timeout=60"))
+                })
+                .collect();
+            waiters.extend(burst.into_iter().map(|t| t.join().unwrap()));
+            thread::sleep(Duration::from_millis(100));
+            if holds(&pending_by_pid(&spec)) {
+                return;
+            }
+        }
+    };
+    open_until(&mut waiters, &|p| p.iter().all(|&(_, n)| n > 0));
+    let before = pending_by_pid(&spec);
+    assert!(before.iter().all(|&(_, n)| n > 0), "{before:?}");
+    let victim = before[0].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = children_of(server.pid());
+    while (now.len() != 2 || now.contains(&victim)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = children_of(server.pid());
+    }
+    assert!(!now.contains(&victim) && now.len() == 2, "{now:?}");
+    let successor = *now.iter().find(|p| !kids.contains(p)).expect("a successor");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            pending_by_pid(&spec).iter().any(|&(p, _)| p == successor)
+        }),
+        "the successor on the status page"
+    );
+    open_until(&mut waiters, &|p| {
+        p.iter().any(|&(pid, n)| pid == successor && n > 0)
+    });
+    let held = pending_by_pid(&spec);
+    eprintln!("waiters per child after the kill: {held:?}");
+    assert!(
+        held.iter().any(|&(p, n)| p == successor && n > 0),
+        "{held:?}"
+    );
+    let want: u64 = held.iter().map(|&(_, n)| n).sum();
+    let t = Instant::now();
+    let r = publish(&spec, "/events/k", b"after");
+    assert_eq!(r.body_str(), format!("delivered {want}\n"));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
