@@ -408,3 +408,216 @@ fn status_reports_every_child_and_no_ghost() {
         "a ghost of the killed child"
     );
 }
+
+/// Sends `GET uri` and leaves the reply to be read later.
+fn wait_on(spec: &str, uri: &str) -> FcgiConn {
+    let mut c = FcgiConn::connect(spec);
+    c.request(1, false, &nginx_params("GET", uri, None), b"");
+    c
+}
+
+fn publish(spec: &str, uri: &str, message: &[u8]) -> Response {
+    let mut c = FcgiConn::connect(spec);
+    let params = nginx_params("POST", uri, Some(message.len()));
+    c.request(1, false, &params, message);
+    complete(&c.read_until_end(1), "POST")
+}
+
+/// Each child's `pending_async`, from the status page.
+fn pending_per_child(spec: &str) -> Vec<u64> {
+    let page = fcgi_get(spec, "/status?json").body_str();
+    let json: serde_json::Value = serde_json::from_str(&page).expect("status JSON");
+    json["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| c["pending_async"].as_u64().expect("pending_async"))
+        .collect()
+}
+
+/// Waits until the children hold `want` waiters in all; each one's count.
+fn wait_pending(spec: &str, want: u64) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = pending_per_child(spec);
+        if now.iter().sum::<u64>() == want || Instant::now() > deadline {
+            return now;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `pubsub` under prefork: one POST, taken by one child, reaches the
+/// waiters that every child holds, and `delivered N` counts them all; a
+/// waiter that left is not counted; with no waiter anywhere the answer is
+/// `delivered 0`, at once.
+#[test]
+fn pubsub_reaches_the_waiters_of_every_child() {
+    let server = prefork(
+        "3",
+        &[
+            "--max-threads",
+            "1",
+            "--mount",
+            "/events=pubsub",
+            "--mount",
+            "/status=status",
+        ],
+    );
+    let spec = server.spec(0);
+    wait_children(server.pid(), 3);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            pending_per_child(&spec).len() == 3
+        }),
+        "three children on the status page"
+    );
+    // An idle child takes every connection (EPOLLEXCLUSIVE wakes the
+    // same one): open them in bursts from many threads, until at least
+    // two children hold some.
+    let mut waiters = Vec::new();
+    let mut leavers = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let burst: Vec<thread::JoinHandle<FcgiConn>> = (0..10)
+            .map(|_| {
+                let spec = spec.clone();
+                thread::spawn(move || wait_on(&spec, "/events/room?timeout=60"))
+            })
+            .collect();
+        for (i, t) in burst.into_iter().enumerate() {
+            let w = t.join().unwrap();
+            if i == 3 {
+                leavers.push(w);
+            } else {
+                waiters.push(w);
+            }
+        }
+        held = wait_pending(&spec, (waiters.len() + leavers.len()) as u64);
+        if held.iter().filter(|&&n| n > 0).count() >= 2 {
+            break;
+        }
+    }
+    let all = (waiters.len() + leavers.len()) as u64;
+    eprintln!("waiters per child: {held:?}");
+    assert_eq!(held.iter().sum::<u64>(), all, "{held:?}");
+    let holders = held.iter().filter(|&&n| n > 0).count();
+    assert!(holders >= 2, "the waiters are held by one child: {held:?}");
+    drop(leavers);
+    let stay = waiters.len();
+    let held = wait_pending(&spec, stay as u64);
+    assert_eq!(held.iter().sum::<u64>(), stay as u64, "{held:?}");
+
+    let message: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let t = Instant::now();
+    let r = publish(&spec, "/events/room", &message);
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (200, format!("delivered {stay}\n").as_str())
+    );
+    for (i, w) in waiters.iter_mut().enumerate() {
+        let r = complete(&w.read_until_end(1), &format!("waiter {i}"));
+        assert_eq!(r.status, 200, "waiter {i}");
+        assert!(r.body == message, "waiter {i}: {} bytes", r.body.len());
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r = publish(&spec, "/events/room", b"again");
+        assert_eq!(r.body_str(), "delivered 0\n");
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+}
+
+/// Whether the children's (pid, pending) satisfy a test.
+type Holds<'a> = &'a dyn Fn(&[(i32, u64)]) -> bool;
+
+/// Each child's (pid, `pending_async`), from the status page.
+fn pending_by_pid(spec: &str) -> Vec<(i32, u64)> {
+    let page = fcgi_get(spec, "/status?json").body_str();
+    let json: serde_json::Value = serde_json::from_str(&page).expect("status JSON");
+    json["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| {
+            let pid = c["pid"].as_i64().expect("pid") as i32;
+            (pid, c["pending_async"].as_u64().expect("pending_async"))
+        })
+        .collect()
+}
+
+/// A child killed while it holds waiters is counted no more, and the one
+/// that replaces it takes part in the relay.
+#[test]
+fn pubsub_survives_a_killed_child_and_relays_to_its_successor() {
+    let server = prefork(
+        "2",
+        &[
+            "--max-threads",
+            "1",
+            "--mount",
+            "/events=pubsub",
+            "--mount",
+            "/status=status",
+        ],
+    );
+    let spec = server.spec(0);
+    let kids = wait_children(server.pid(), 2);
+    assert_eq!(kids.len(), 2, "{kids:?}");
+    let mut waiters = Vec::new();
+    // Bursts of waiters until `holds(pid)` says yes (or 20 bursts).
+    let open_until = |waiters: &mut Vec<FcgiConn>, holds: Holds<'_>| {
+        for _ in 0..20 {
+            let burst: Vec<thread::JoinHandle<FcgiConn>> = (0..10)
+                .map(|_| {
+                    let spec = spec.clone();
+                    thread::spawn(move || wait_on(&spec, "/events/k?timeout=60"))
+                })
+                .collect();
+            waiters.extend(burst.into_iter().map(|t| t.join().unwrap()));
+            thread::sleep(Duration::from_millis(100));
+            if holds(&pending_by_pid(&spec)) {
+                return;
+            }
+        }
+    };
+    open_until(&mut waiters, &|p| p.iter().all(|&(_, n)| n > 0));
+    let before = pending_by_pid(&spec);
+    assert!(before.iter().all(|&(_, n)| n > 0), "{before:?}");
+    let victim = before[0].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut now = children_of(server.pid());
+    while (now.len() != 2 || now.contains(&victim)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+        now = children_of(server.pid());
+    }
+    assert!(!now.contains(&victim) && now.len() == 2, "{now:?}");
+    let successor = *now.iter().find(|p| !kids.contains(p)).expect("a successor");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            pending_by_pid(&spec).iter().any(|&(p, _)| p == successor)
+        }),
+        "the successor on the status page"
+    );
+    open_until(&mut waiters, &|p| {
+        p.iter().any(|&(pid, n)| pid == successor && n > 0)
+    });
+    let held = pending_by_pid(&spec);
+    eprintln!("waiters per child after the kill: {held:?}");
+    assert!(
+        held.iter().any(|&(p, n)| p == successor && n > 0),
+        "{held:?}"
+    );
+    let want: u64 = held.iter().map(|&(_, n)| n).sum();
+    let t = Instant::now();
+    let r = publish(&spec, "/events/k", b"after");
+    assert_eq!(r.body_str(), format!("delivered {want}\n"));
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}

@@ -6,16 +6,22 @@
 //! still connected and answers `delivered N`. A waiter whose client leaves
 //! is dropped at once (its abort hook), so the next POST does not count it.
 //!
+//! Under prefork a message reaches the waiters of every child: the POST
+//! delivers to its own child's waiters, sends the message to the master
+//! over the child's relay (`server/relay.rs`), which hands it to every
+//! other child; the POST answers once the master summed their counts
+//! (`delivered` counts the waiters of all children).
+//!
 //! Everything here runs on the loop thread (the handler, the timers, the
-//! abort hooks), so the state's mutex is never contended; it is there
-//! because the loop's closures must be `Send`.
+//! abort hooks, relayed messages), so the state's mutex is never
+//! contended; it is there because the loop's closures must be `Send`.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use crate::server::TimerHandle;
+use crate::server::{relay, TimerHandle};
 use crate::{Reply, Request};
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +48,25 @@ struct Waiter {
     timer: TimerHandle,
 }
 
+/// Every `pubsub` of this process by prefix, for relayed messages.
+static MOUNTS: Mutex<Vec<(String, Weak<Mutex<State>>)>> = Mutex::new(Vec::new());
+
+/// Delivers a message relayed from another child to the waiters of this
+/// one (the mounts at `mount`).
+fn deliver_relayed(mount: &str, channel: &str, message: &[u8]) -> usize {
+    let states: Vec<Arc<Mutex<State>>> = MOUNTS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(prefix, _)| prefix == mount)
+        .filter_map(|(_, state)| state.upgrade())
+        .collect();
+    states
+        .iter()
+        .map(|state| publish_to(state, channel, message))
+        .sum()
+}
+
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -50,10 +75,13 @@ impl PubSub {
     /// The app for requests under `prefix` (the channel is the rest of
     /// the path).
     pub fn new(prefix: &str) -> PubSub {
-        PubSub {
-            prefix: prefix.trim_end_matches('/').to_string(),
-            state: Arc::default(),
-        }
+        let prefix = prefix.trim_end_matches('/').to_string();
+        let state: Arc<Mutex<State>> = Arc::default();
+        let mut mounts = MOUNTS.lock().unwrap_or_else(|p| p.into_inner());
+        mounts.retain(|(_, s)| s.strong_count() > 0);
+        mounts.push((prefix.clone(), Arc::downgrade(&state)));
+        relay::on_publish(deliver_relayed);
+        PubSub { prefix, state }
     }
 
     /// Waiters on every channel, now.
@@ -94,21 +122,33 @@ impl PubSub {
             .push(waiter);
     }
 
-    /// `POST`: the body to every waiter of the channel.
-    fn publish(&self, channel: &str, message: &[u8]) -> usize {
-        let waiters = lock(&self.state)
-            .channels
-            .remove(channel)
-            .unwrap_or_default();
-        let mut delivered = 0;
-        for w in waiters {
-            w.timer.cancel();
-            if !w.reply.is_aborted() && answer(w.reply, 200, message) {
-                delivered += 1;
-            }
+    /// `POST`: the body to every waiter of the channel, in this process
+    /// and, through the relay, in the other children; then `delivered N`.
+    fn publish(&self, channel: &str, message: &[u8], reply: Reply) {
+        let here = publish_to(&self.state, channel, message) as u64;
+        let answer = move |others: u64| {
+            let mut reply = reply;
+            let _ = reply.write(format!("delivered {}\n", here + others).as_bytes());
+            reply.finish();
+        };
+        match relay::get() {
+            Some(r) => r.publish(&self.prefix, channel, message, answer),
+            None => answer(0),
         }
-        delivered
     }
+}
+
+/// The message to every waiter of `channel` still connected; how many got it.
+fn publish_to(state: &Mutex<State>, channel: &str, message: &[u8]) -> usize {
+    let waiters = lock(state).channels.remove(channel).unwrap_or_default();
+    let mut delivered = 0;
+    for w in waiters {
+        w.timer.cancel();
+        if !w.reply.is_aborted() && answer(w.reply, 200, message) {
+            delivered += 1;
+        }
+    }
+    delivered
 }
 
 /// Removes waiter `id` of `channel`, if it is still there.
@@ -172,12 +212,7 @@ impl crate::AsyncHandler for PubSub {
                 None => refuse(reply, 400, "timeout: expected whole seconds\n"),
             },
             "POST" | "PUT" => match message(&mut req) {
-                Some(m) => {
-                    let n = self.publish(&channel, &m);
-                    let mut reply = reply;
-                    let _ = reply.write(format!("delivered {n}\n").as_bytes());
-                    reply.finish();
-                }
+                Some(m) => self.publish(&channel, &m, reply),
                 None => refuse(reply, 413, "message past 1 MiB\n"),
             },
             _ => refuse(reply, 405, "GET waits, POST publishes\n"),

@@ -1,9 +1,11 @@
 //! The master's children: forking one (the child side never returns),
 //! knowing when it serves (a byte on a pipe once its loop is built), and
-//! reaping the ones that ended.
+//! reaping the ones that ended. Each child gets its end of a relay socket
+//! (`relay.rs`) for `pubsub` across children.
 
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal as Sig};
@@ -12,6 +14,7 @@ use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
 use std::sync::Arc;
 
+use super::relay::Link;
 use crate::server::{Bound, Error, Scoreboard, ServerBuilder};
 
 /// Where a child is in its life.
@@ -35,6 +38,8 @@ pub struct Child {
     pub state: State,
     /// The child writes a byte here once it serves.
     ready: Option<OwnedFd>,
+    /// The master's end of its relay; None once broken.
+    pub relay: Option<Link>,
 }
 
 impl Child {
@@ -87,19 +92,26 @@ pub struct ChildPlan<'a> {
     /// Run in the child before its server starts (drops the master's
     /// signal handlers).
     pub before: &'a mut dyn FnMut(),
+    /// The master's ends of the other children's relays: closed in the
+    /// child.
+    pub inherited: Vec<RawFd>,
 }
 
 /// Forks a child; in the parent, its record (its slot claimed).
 pub fn spawn(plan: ChildPlan<'_>, generation: u64) -> Result<Child, Error> {
     let (ready_r, ready_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::new(format!("pipe for a child: {e}")))?;
+    let (relay_master, relay_child) =
+        UnixStream::pair().map_err(|e| Error::new(format!("relay for a child: {e}")))?;
+    let link = Link::new(relay_master).map_err(|e| Error::new(format!("relay: {e}")))?;
     // SAFETY: the master runs no other thread (it never starts a server
     // of its own), so the child is a whole copy of a single-threaded
     // process and may do anything.
     match unsafe { fork() }.map_err(|e| Error::new(format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(ready_r);
-            child_main(plan, ready_w)
+            drop(link);
+            child_main(plan, ready_w, relay_child)
         }
         ForkResult::Parent { child } => {
             plan.board.claim(plan.slot, child.as_raw() as u32);
@@ -110,13 +122,14 @@ pub fn spawn(plan: ChildPlan<'_>, generation: u64) -> Result<Child, Error> {
                 started_at: Instant::now(),
                 state: State::Starting,
                 ready: Some(ready_r),
+                relay: Some(link),
             })
         }
     }
 }
 
-fn child_main(plan: ChildPlan<'_>, ready: OwnedFd) -> ! {
-    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(plan, ready)))
+fn child_main(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream) -> ! {
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(plan, ready, relay)))
         .unwrap_or_else(|_| {
             log::error!("child {}: panicked", std::process::id());
             1
@@ -127,9 +140,15 @@ fn child_main(plan: ChildPlan<'_>, ready: OwnedFd) -> ! {
 }
 
 /// The child's life: exits with the master, builds and runs its server.
-fn serve(plan: ChildPlan<'_>, ready: OwnedFd) -> i32 {
+fn serve(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream) -> i32 {
     die_with_master(plan.master);
     (plan.before)();
+    for &fd in &plan.inherited {
+        // SAFETY: `fd` is the master's end of another child's relay; this
+        // copy of the master never uses it (the `Link` that owns it is
+        // never dropped here: the child ends with `_exit`).
+        unsafe { nix::libc::close(fd) };
+    }
     if let Err(e) = plan
         .builder
         .use_scoreboard_slot(Arc::clone(plan.board), plan.slot)
@@ -144,6 +163,9 @@ fn serve(plan: ChildPlan<'_>, ready: OwnedFd) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    if let Err(e) = crate::server::relay::install(relay, server.loop_handle()) {
+        log::warn!("child {}: no relay ({e})", std::process::id());
+    }
     let _ = std::io::Write::write_all(&mut std::fs::File::from(ready), &[1]);
     if plan.max_requests > 0 {
         recycle_after(&server, plan.max_requests);

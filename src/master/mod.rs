@@ -17,11 +17,16 @@
 //! | USR2 | binary upgrade (`upgrade.rs`): the binary on disk starts with the sockets; once its children serve, this master hands over and stops gracefully; a new binary that fails leaves this one serving |
 //! | TTIN / TTOU | one child more / fewer |
 //!
+//! The loop also polls each child's relay socket (`relay.rs`): a `pubsub`
+//! message published in one child is handed to the others, and their
+//! counts summed back, so a POST reaches the waiters of every child.
+//!
 //! A child that dies is replaced; one that dies before it serves (or within
 //! a second) makes the next start wait, twice as long each time up to 10 s,
 //! so a broken configuration costs no fork storm.
 
 mod children;
+mod relay;
 mod upgrade;
 
 use std::time::{Duration, Instant};
@@ -34,6 +39,7 @@ use nix::sys::signal::Signal as Sig;
 use nix::unistd::Pid;
 
 use self::children::{Child, ChildPlan, State};
+use self::relay::Hub;
 use self::upgrade::{Exe, Upgrade};
 use crate::server::notify::{status_line, Notifier};
 use crate::server::signals::{Signal, Signals};
@@ -92,6 +98,7 @@ pub fn run(
         notifier,
         next_status: Instant::now(),
         told_ready: false,
+        hub: Hub::default(),
     };
     log::info!("master {}: {} children", std::process::id(), master.target);
     master.serve()
@@ -125,6 +132,8 @@ struct Master {
     notifier: Option<Notifier>,
     next_status: Instant,
     told_ready: bool,
+    /// `pubsub` messages relayed between the children.
+    hub: Hub,
 }
 
 impl Master {
@@ -176,7 +185,11 @@ impl Master {
     /// Waits (a second at most, less while a start is delayed) for a
     /// signal or a child's readiness, and handles what came.
     fn wait(&mut self) {
-        let timeout = self.next_start.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let mut timeout = self.next_start.saturating_duration_since(now);
+        if let Some(d) = self.hub.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
         let timeout = timeout.clamp(Duration::from_millis(10), Duration::from_secs(1));
         let signal_fds: Vec<_> = self.signals.fds().collect();
         let ready = {
@@ -192,18 +205,29 @@ impl Master {
                     fds.push(PollFd::new(fd, PollFlags::POLLIN));
                 }
             }
-            if let Some(u) = &self.upgrade {
+            let upgrade_at = self.upgrade.as_ref().map(|u| {
                 fds.push(PollFd::new(u.ready.as_fd(), PollFlags::POLLIN));
-            }
+                fds.len() - 1
+            });
+            let relays: Vec<(usize, usize)> = self
+                .children
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| {
+                    let link = c.relay.as_ref()?;
+                    fds.push(PollFd::new(link.fd(), PollFlags::POLLIN));
+                    Some((i, fds.len() - 1))
+                })
+                .collect();
             let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
             let _ = poll(&mut fds, ms);
             let fired: Vec<bool> = fds
                 .iter()
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
-            (fired, starting)
+            (fired, starting, upgrade_at, relays)
         };
-        let (fired, starting) = ready;
+        let (fired, starting, upgrade_at, relays) = ready;
         for (k, (index, _)) in signal_fds.iter().enumerate() {
             if fired[k] {
                 for sig in self.signals.take(*index) {
@@ -216,9 +240,15 @@ impl Master {
                 self.on_ready(i);
             }
         }
-        if fired.get(signal_fds.len() + starting.len()) == Some(&true) {
+        if upgrade_at.is_some_and(|k| fired[k]) {
             self.on_upgrade_pipe();
         }
+        for (i, k) in relays {
+            if fired[k] {
+                self.hub.on_readable(&mut self.children, i);
+            }
+        }
+        self.hub.expire(&mut self.children);
     }
 
     /// A byte: the new master serves; an end of stream: it died.
@@ -382,6 +412,7 @@ impl Master {
             };
             let child = self.children.swap_remove(at);
             self.board.release(child.slot);
+            self.hub.forget(&mut self.children, child.pid);
             self.note_end(&child, &ended.status);
         }
     }
@@ -480,6 +511,11 @@ impl Master {
             master,
             max_requests: self.plan.max_requests,
             before: &mut before,
+            inherited: self
+                .children
+                .iter()
+                .filter_map(|c| Some(c.relay.as_ref()?.raw_fd()))
+                .collect(),
         };
         match children::spawn(plan, self.generation) {
             Ok(child) => {

@@ -28,6 +28,7 @@ mod poller;
 mod pool;
 pub(crate) mod privileges;
 mod refusal;
+pub(crate) mod relay;
 mod reply;
 mod request;
 mod response;
