@@ -21,6 +21,7 @@ TOOLS=(
     "haproxy:haproxy"
     "lighttpd:lighttpd"
     "spawn-fcgi:spawn-fcgi"
+    "multiwatch:multiwatch"
     "apache2:apache2"
     "caddy:caddy"
     "h2o:h2o"

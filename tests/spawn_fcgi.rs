@@ -134,3 +134,46 @@ impl Drop for Copies {
         }
     }
 }
+
+/// multiwatch (the lighttpd project's watcher) under spawn-fcgi: it keeps
+/// `-f 2` copies of fastgate on the socket spawn-fcgi bound (fd 0), and
+/// stops them when it is stopped.
+#[test]
+fn multiwatch_keeps_two_copies_on_the_socket() {
+    if !require_tool("spawn-fcgi") || !require_tool("multiwatch") {
+        return;
+    }
+    let dir = TempDir::new();
+    let sock = dir.join("mw.sock");
+    let multiwatch = find_on_path("multiwatch").expect("multiwatch");
+    let mut cmd = Command::new("spawn-fcgi");
+    cmd.args(["-s", &sock, "-n", "--"]).arg(multiwatch);
+    // multiwatch's graceful signal defaults to USR1 (which reopens
+    // fastgate's logs): TERM is fastgate's graceful stop.
+    cmd.args(["-f", "2", "-s", "TERM", "--", bin(), "serve"]);
+    cmd.args(["--mount", "/=hello"]);
+    clean_env(&mut cmd);
+    let mut watcher = Server::spawn(cmd, dir, 2);
+    for _ in 0..10 {
+        assert_eq!(fcgi_get(&sock, "/").body_str(), "Hello, world!\n");
+    }
+    let copies = watcher.stderr().matches("listening on").count();
+    assert_eq!(copies, 2, "{}", watcher.stderr());
+    watcher.signal(Signal::SIGTERM);
+    let status = watcher.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some(),
+        "multiwatch did not stop: {}",
+        watcher.stderr()
+    );
+    // multiwatch passes its stop on (as QUIT, here): both copies stop.
+    let both = || {
+        let log = watcher.stderr();
+        log.matches("INFO stopped").count() + log.matches("INFO stopping now").count() == 2
+    };
+    assert!(
+        eventually(Duration::from_secs(5), both),
+        "both copies stop: {}",
+        watcher.stderr()
+    );
+}
