@@ -621,3 +621,25 @@ fn pubsub_survives_a_killed_child_and_relays_to_its_successor() {
     assert_eq!(r.body_str(), format!("delivered {want}\n"));
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 }
+
+/// A child outlives nothing of its master: kill -9 of the master and every
+/// child exits (PR_SET_PDEATHSIG), leaving no server behind.
+#[test]
+fn children_exit_when_their_master_dies() {
+    let mut server = prefork("2", &[]);
+    let kids = wait_children(server.pid(), 2);
+    assert_eq!(kids.len(), 2);
+    server.signal(Signal::SIGKILL);
+    let _ = server.wait_exit(Duration::from_secs(5));
+    let alive = |pid: i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+        state.is_some_and(|s| s != 'Z')
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kids.iter().any(|&p| alive(p)) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let left: Vec<i32> = kids.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(left.is_empty(), "children {left:?} outlived their master");
+}

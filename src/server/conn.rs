@@ -216,7 +216,9 @@ impl Conn {
         if self.io.peer_shut || self.io.reading_to_fin || self.stream.peer_closed_for_good() {
             return Err(CloseReason::PeerClosed);
         }
-        if self.stream.unread_bytes() > 0 {
+        // Input still to process, in the socket or kept from before the
+        // pause: read it all (bounded: nothing follows a FIN), then judge.
+        if self.stream.unread_bytes() > 0 || !self.rbuf.is_empty() {
             self.io.reading_to_fin = true;
             return self.process_pending(ctx);
         }
