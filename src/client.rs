@@ -27,6 +27,8 @@ use crate::spec::{Address, ListenSpec, Protocol};
 
 pub use crate::protocol::fastcgi::Role;
 
+pub mod bench;
+
 /// The request id used: front servers (nginx, lighttpd, Apache) always use 1.
 const REQUEST_ID: u16 = 1;
 /// The most response bytes (stdout plus stderr) kept; past it the request fails.
@@ -400,14 +402,24 @@ fn as_pairs(params: &[(String, String)]) -> Vec<(&[u8], &[u8])> {
 
 /// The FastCGI records of the whole request.
 fn encode_fastcgi(opts: &RequestOptions, params: &[(String, String)]) -> Vec<u8> {
+    encode_fastcgi_as(opts, params, REQUEST_ID)
+}
+
+/// The FastCGI records of the whole request, as request `id` (the load
+/// generator keeps several in flight on one connection).
+pub(crate) fn encode_fastcgi_as(
+    opts: &RequestOptions,
+    params: &[(String, String)],
+    id: u16,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024 + opts.body.len());
     let flags = if opts.keep_conn {
         fastcgi::FCGI_KEEP_CONN
     } else {
         0
     };
-    fastcgi::encode_begin_request(&mut out, REQUEST_ID, opts.role, flags);
-    fastcgi::encode_params(&mut out, REQUEST_ID, &as_pairs(params));
+    fastcgi::encode_begin_request(&mut out, id, opts.role, flags);
+    fastcgi::encode_params(&mut out, id, &as_pairs(params));
     let (stdin, data): (&[u8], &[u8]) = match opts.role {
         Role::Responder => (&opts.body, &[]),
         // FastCGI 1.0 §6.3: an authorizer gets the params only; the empty
@@ -415,11 +427,11 @@ fn encode_fastcgi(opts: &RequestOptions, params: &[(String, String)]) -> Vec<u8>
         Role::Authorizer => (&[], &[]),
         Role::Filter => (&[], &opts.body),
     };
-    fastcgi::encode_stream(&mut out, RecordType::Stdin, REQUEST_ID, stdin);
-    fastcgi::encode_end_of_stream(&mut out, RecordType::Stdin, REQUEST_ID);
+    fastcgi::encode_stream(&mut out, RecordType::Stdin, id, stdin);
+    fastcgi::encode_end_of_stream(&mut out, RecordType::Stdin, id);
     if opts.role == Role::Filter {
-        fastcgi::encode_stream(&mut out, RecordType::Data, REQUEST_ID, data);
-        fastcgi::encode_end_of_stream(&mut out, RecordType::Data, REQUEST_ID);
+        fastcgi::encode_stream(&mut out, RecordType::Data, id, data);
+        fastcgi::encode_end_of_stream(&mut out, RecordType::Data, id);
     }
     out
 }
@@ -603,16 +615,7 @@ fn expect_close(conn: &mut Conn, deadline: &Deadline) -> Result<(), ErrorKind> {
 fn send_scgi(opts: &RequestOptions, deadline: &Deadline) -> Result<ClientResponse, ErrorKind> {
     let mut conn = Conn::open(&opts.spec.address, deadline)?;
     let params = request_params(opts, conn.local_addr());
-    // SCGI always carries CONTENT_LENGTH, and encode_header writes it first.
-    let pairs: Vec<(String, String)> = params
-        .into_iter()
-        .filter(|(n, _)| n != "CONTENT_LENGTH")
-        .collect();
-    let length = u64::try_from(opts.body.len()).unwrap_or(u64::MAX);
-    let mut out = Vec::with_capacity(1024 + opts.body.len());
-    scgi::encode_header(&mut out, length, &as_pairs(&pairs));
-    out.extend_from_slice(&opts.body);
-    conn.send_all(&out, deadline)?;
+    conn.send_all(&encode_scgi(opts, params), deadline)?;
     let answer = read_to_end(&mut conn, deadline)?;
     check_scgi_answer(&answer, &other_protocol(&opts.spec))?;
     let (head, body) = split_head(answer)?;
@@ -623,6 +626,20 @@ fn send_scgi(opts: &RequestOptions, deadline: &Deadline) -> Result<ClientRespons
         app_status: None,
         protocol_status: None,
     })
+}
+
+/// The SCGI request: the netstring header, then the body.
+pub(crate) fn encode_scgi(opts: &RequestOptions, params: Vec<(String, String)>) -> Vec<u8> {
+    // SCGI always carries CONTENT_LENGTH, and encode_header writes it first.
+    let pairs: Vec<(String, String)> = params
+        .into_iter()
+        .filter(|(n, _)| n != "CONTENT_LENGTH")
+        .collect();
+    let length = u64::try_from(opts.body.len()).unwrap_or(u64::MAX);
+    let mut out = Vec::with_capacity(1024 + opts.body.len());
+    scgi::encode_header(&mut out, length, &as_pairs(&pairs));
+    out.extend_from_slice(&opts.body);
+    out
 }
 
 /// SCGI: the response is everything until the backend closes.

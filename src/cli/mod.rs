@@ -5,11 +5,13 @@
 //! status and printing an error chain once: 2 for a usage or configuration
 //! error, 1 for a runtime error.
 //!
-//! `config` and `request` turn flags into the library's plain options
-//! (`server::Options`, `client::RequestOptions`); `serve` mounts the
+//! `config`, `request` and `bench` turn flags into the library's plain
+//! options (`server::Options`, `client::RequestOptions`,
+//! `client::bench::BenchOptions`); `serve` mounts the
 //! built-in apps. Nothing outside `cli` imports from it: dependencies run
 //! `protocol` ← `server` ← `apps` ← `cli`.
 
+mod bench;
 mod config;
 mod logging;
 mod request;
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use self::bench::BenchArgs;
 use self::config::ServeArgs;
 use self::request::RequestArgs;
 
@@ -44,6 +47,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Send one request to a backend and print the response
     Request(RequestArgs),
+    /// Load a backend with requests, speaking FastCGI or SCGI, and report the rate
+    Bench(BenchArgs),
 }
 
 /// The whole binary: `src/main.rs` calls only this.
@@ -64,6 +69,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(*args, sub, verbosity),
         Command::Request(args) => request::run(&args, verbosity),
+        Command::Bench(args) => bench::run(&args, verbosity),
     }
 }
 

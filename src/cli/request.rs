@@ -126,7 +126,7 @@ impl RequestArgs {
 
 /// The SPEC argument; one with a URI glued on (`127.0.0.1:9000/hello`)
 /// is refused with the command split in two.
-fn parse_spec(spec: &str) -> Result<ListenSpec, Error> {
+pub(super) fn parse_spec(spec: &str) -> Result<ListenSpec, Error> {
     spec.parse::<ListenSpec>().map_err(|e| {
         let reason = match glued_uri(spec) {
             Some((spec, uri)) => {
@@ -152,7 +152,7 @@ fn glued_uri(spec: &str) -> Option<(&str, &str)> {
 }
 
 /// `--data STRING` or `--data @FILE`.
-fn read_data(data: &str) -> Result<Vec<u8>, Error> {
+pub(super) fn read_data(data: &str) -> Result<Vec<u8>, Error> {
     match data.strip_prefix('@') {
         None => Ok(data.as_bytes().to_vec()),
         Some(path) => std::fs::read(Path::new(path))

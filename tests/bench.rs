@@ -1,0 +1,132 @@
+//! `fastgate bench` against the real server: counts, multiplexing, SCGI,
+//! a body, and the failures that exit 1 (nothing listening, not a 200).
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::Server;
+
+fn bench(args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastgate"));
+    cmd.arg("bench").args(args);
+    // A stray FASTGATE_* or RUST_LOG must not change the outcome.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FASTGATE_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.output().expect("the fastgate binary runs")
+}
+
+/// Runs with `--json`; the status and the parsed report.
+fn bench_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut argv = args.to_vec();
+    argv.push("--json");
+    let out = bench(&argv);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {err}"));
+    (out.status.code(), report, err)
+}
+
+fn assert_clean(args: &[&str], requests: u64) {
+    let (code, report, err) = bench_json(args);
+    assert_eq!(code, Some(0), "{args:?}: {err}");
+    assert_eq!(report["requests"], requests, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["req_per_sec"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(err.is_empty(), "nothing live when piped: {err}");
+}
+
+#[test]
+fn fastcgi_counts_every_request() {
+    let server = Server::start(&["--listen", "fastcgi://127.0.0.1:0"]);
+    let spec = server.spec(0);
+    assert_clean(&[&spec, "/", "-c", "4", "-n", "2000"], 2000);
+    assert_clean(&[&spec, "/", "-c", "4", "-n", "2000", "--mux", "4"], 2000);
+    assert_clean(
+        &[
+            &spec,
+            "/",
+            "-c",
+            "4",
+            "-t",
+            "2",
+            "-n",
+            "300",
+            "--no-keep-conn",
+        ],
+        300,
+    );
+}
+
+#[test]
+fn scgi_and_a_body() {
+    let server = Server::start(&[
+        "--listen",
+        "scgi://127.0.0.1:0",
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--mount",
+        "/=hello",
+        "--mount",
+        "/echo=echo",
+    ]);
+    assert_clean(&[&server.spec(0), "/", "-c", "4", "-n", "500"], 500);
+    let (code, report, err) =
+        bench_json(&[&server.spec(1), "/echo", "--data", "ping", "-n", "100"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        (report["requests"].as_u64(), report["errors"].as_u64()),
+        (Some(100), Some(0))
+    );
+    let received = report["bytes_received"].as_u64().unwrap();
+    assert!(received >= 100 * 4, "the echo came back: {report}");
+}
+
+#[test]
+fn nothing_listening_exits_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let spec = format!("fastcgi://127.0.0.1:{port}");
+    let (code, report, err) = bench_json(&[&spec, "-n", "10"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(report["errors"].as_u64().unwrap() > 0, "{report}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.starts_with("fastgate: bench: "), "{err}");
+}
+
+#[test]
+fn a_non_200_answer_is_an_error() {
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--mount",
+        "/hello=hello",
+    ]);
+    let (code, report, err) = bench_json(&[&server.spec(0), "/nope", "-c", "2", "-n", "20"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        (report["requests"].as_u64(), report["errors"].as_u64()),
+        (Some(20), Some(20))
+    );
+    assert!(err.contains("status 404"), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_naming_the_flag() {
+    for (args, flag) in [
+        (&["127.0.0.1:1", "-c", "0"][..], "-c"),
+        (&["127.0.0.1:1", "--mux", "x"], "--mux"),
+        (&["127.0.0.1:1", "-d", "soon"], "-d"),
+    ] {
+        let out = bench(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with(&format!("fastgate: {flag} ")), "{err}");
+    }
+}
