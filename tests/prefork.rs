@@ -42,14 +42,27 @@ fn is_janitor(pid: i32) -> bool {
 }
 
 fn wait_children(master: i32, n: usize) -> Vec<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_for_children(master, Duration::from_secs(10), |kids| kids.len() == n)
+}
+
+/// The children of `master` once `done` holds for them, or as they are at
+/// `timeout`.
+fn wait_for_children(master: i32, timeout: Duration, done: impl Fn(&[i32]) -> bool) -> Vec<i32> {
+    let deadline = Instant::now() + timeout;
     loop {
         let kids = children_of(master);
-        if kids.len() == n || Instant::now() > deadline {
+        if done(&kids) || Instant::now() > deadline {
             return kids;
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `n` children, none of them one of `gone`.
+fn wait_replaced(master: i32, n: usize, gone: &[i32]) -> Vec<i32> {
+    wait_for_children(master, Duration::from_secs(15), |kids| {
+        kids.len() == n && !kids.iter().any(|p| gone.contains(p))
+    })
 }
 
 fn prefork(n: &str, extra: &[&str]) -> Server {
@@ -128,12 +141,7 @@ fn three_children_serve_and_a_killed_one_is_replaced() {
     let load = Load::start(&server.spec(0), 4);
     thread::sleep(Duration::from_millis(300));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(kids[0]), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut now = children_of(server.pid());
-    while (now.len() != 3 || now.contains(&kids[0])) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        now = children_of(server.pid());
-    }
+    let now = wait_replaced(server.pid(), 3, &kids[..1]);
     thread::sleep(Duration::from_millis(300));
     let (ok, failed) = load.finish();
     assert_eq!(now.len(), 3, "{now:?}");
@@ -179,14 +187,7 @@ fn hup_replaces_every_child_without_a_failed_request() {
     let load = Load::start(&server.spec(0), 4);
     thread::sleep(Duration::from_millis(300));
     server.signal(Signal::SIGHUP);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut after = children_of(server.pid());
-    while (after.len() != 2 || after.iter().any(|p| before.contains(p)))
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(50));
-        after = children_of(server.pid());
-    }
+    let after = wait_replaced(server.pid(), 2, &before);
     thread::sleep(Duration::from_millis(300));
     let (ok, failed) = load.finish();
     assert_eq!(after.len(), 2, "{after:?}");
@@ -244,12 +245,9 @@ fn max_requests_recycles_a_child() {
     for _ in 0..100 {
         assert_eq!(fcgi_get(&server.spec(0), "/").body_str(), "pong\n");
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut now = children_of(server.pid());
-    while now.iter().all(|p| before.contains(p)) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        now = children_of(server.pid());
-    }
+    let now = wait_for_children(server.pid(), Duration::from_secs(10), |kids| {
+        kids.iter().any(|p| !before.contains(p))
+    });
     assert!(
         now.iter().any(|p| !before.contains(p)),
         "no child was recycled"
@@ -394,12 +392,7 @@ fn status_reports_every_child_and_no_ghost() {
     assert_eq!(pids(&page), kids);
     assert!(page["requests"].as_u64().unwrap() >= 30, "{page}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(kids[1]), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut now = children_of(server.pid());
-    while (now.len() != 3 || now.contains(&kids[1])) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        now = children_of(server.pid());
-    }
+    let now = wait_replaced(server.pid(), 3, &kids[1..2]);
     thread::sleep(Duration::from_millis(200));
     let page = json(&spec);
     assert_eq!(pids(&page), now, "{page}");
@@ -592,12 +585,7 @@ fn pubsub_survives_a_killed_child_and_relays_to_its_successor() {
     assert!(before.iter().all(|&(_, n)| n > 0), "{before:?}");
     let victim = before[0].0;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim), Signal::SIGKILL).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut now = children_of(server.pid());
-    while (now.len() != 2 || now.contains(&victim)) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        now = children_of(server.pid());
-    }
+    let now = wait_replaced(server.pid(), 2, &[victim]);
     assert!(!now.contains(&victim) && now.len() == 2, "{now:?}");
     let successor = *now.iter().find(|p| !kids.contains(p)).expect("a successor");
     assert!(

@@ -11,6 +11,7 @@ use super::request::{parse_spec, read_data};
 use super::units::parse_duration;
 use crate::client::bench::{self, BenchOptions, Limit, Progress, Report};
 use crate::client::RequestOptions;
+use crate::server::access_log::json as json_str;
 use crate::spec::Protocol;
 
 /// `fastgate bench`: the load, then the report; any failed request exits 1.
@@ -157,12 +158,14 @@ fn progress_line(progress: &Progress, at: Duration) {
     );
 }
 
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// p50, p90, p99 and max, in milliseconds.
+fn latencies_ms(r: &Report) -> [f64; 4] {
+    [50.0, 90.0, 99.0, 100.0].map(|p| r.percentile(p).as_secs_f64() * 1000.0)
 }
 
 /// The report for a person.
 fn summary(r: &Report) -> String {
+    let p = latencies_ms(r);
     format!(
         "requests  {} in {:.2} s, {} errors\n\
          req/s     {:.1}\n\
@@ -172,10 +175,10 @@ fn summary(r: &Report) -> String {
         r.elapsed.as_secs_f64(),
         r.errors,
         r.per_second(),
-        millis(r.percentile(50.0)),
-        millis(r.percentile(90.0)),
-        millis(r.percentile(99.0)),
-        millis(r.percentile(100.0)),
+        p[0],
+        p[1],
+        p[2],
+        p[3],
         r.bytes_received,
         r.bytes_sent,
     )
@@ -186,7 +189,8 @@ fn json(r: &Report) -> String {
     let first_error = r
         .first_error
         .as_deref()
-        .map_or("null".to_string(), json_string);
+        .map_or("null".to_string(), json_str);
+    let p = latencies_ms(r);
     format!(
         "{{\"requests\":{},\"errors\":{},\"seconds\":{:.6},\"req_per_sec\":{:.1},\
          \"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\
@@ -195,28 +199,13 @@ fn json(r: &Report) -> String {
         r.errors,
         r.elapsed.as_secs_f64(),
         r.per_second(),
-        millis(r.percentile(50.0)),
-        millis(r.percentile(90.0)),
-        millis(r.percentile(99.0)),
-        millis(r.percentile(100.0)),
+        p[0],
+        p[1],
+        p[2],
+        p[3],
         r.bytes_received,
         r.bytes_sent,
     )
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -275,10 +264,5 @@ mod tests {
         ] {
             assert_eq!(options(argv).unwrap_err().flag, flag, "{argv:?}");
         }
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
     }
 }

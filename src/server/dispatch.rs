@@ -77,10 +77,7 @@ impl Ctx {
             // Abort first: dropping the unrun response must not wait.
             shared.abort();
             drop(job);
-            return Err(Refusal {
-                status: 503,
-                retry_after: true,
-            });
+            return Err(Refusal::new(503));
         }
         Ok(shared)
     }

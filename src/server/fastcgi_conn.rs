@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
-use super::hold::{Chunk, Held};
+use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::limits::Limits;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
@@ -48,19 +48,6 @@ struct FcgiReq {
     phase: Phase,
     log: Option<Box<Entry>>,
 }
-
-/// The loop's own answer with `status`; a 503 (a spool budget spent, no
-/// room for held output) says when to retry.
-fn refusal(status: u16) -> Refusal {
-    Refusal {
-        status,
-        retry_after: status == 503,
-    }
-}
-
-/// Held output moved into a connection's buffer while less than this is
-/// unwritten there.
-const RELEASE_ROOM: usize = 256 * 1024;
 
 /// The status logged for a request whose client left first (as nginx).
 const CLIENT_GONE: u16 = 499;
@@ -215,16 +202,7 @@ impl FcgiConn {
         // Stopping: the first request of a connection accepted before the
         // stop is served; a kept-alive one takes no new request.
         if ctx.draining && io.begun > 1 {
-            refuse(
-                ctx,
-                io,
-                id,
-                req,
-                Refusal {
-                    status: 503,
-                    retry_after: true,
-                },
-            );
+            refuse(ctx, io, id, req, Refusal::new(503));
         } else {
             self.reqs.insert(id, req);
         }
@@ -342,7 +320,7 @@ impl FcgiConn {
         let never_pause = !alone || shared.is_async();
         let pushed = shared.push(which, data, io.spill_to(ctx, never_pause).as_ref());
         if let Pushed::Refuse(status) = pushed {
-            return self.refuse_any(ctx, io, id, refusal(status));
+            return self.refuse_any(ctx, io, id, Refusal::new(status));
         }
         io.paused_by += usize::from(pushed == Pushed::Pause);
         if !data.is_empty() {
@@ -603,7 +581,7 @@ impl FcgiConn {
             )
         });
         if !head_sent {
-            self.refuse_any(ctx, io, id, refusal(status));
+            self.refuse_any(ctx, io, id, Refusal::new(status));
         } else if let Some(req) = self.reqs.remove(&id) {
             release(io, &req.phase);
             end_request(ctx, io, id, req, 1, status);

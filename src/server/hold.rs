@@ -20,6 +20,9 @@ use crate::protocol::cgi_response::Head;
 
 /// Held output kept in memory before it spills to a temporary file.
 pub const HOLD_MEMORY: usize = 256 * 1024;
+/// Held output moves into a connection's buffer while less than this is
+/// unwritten there.
+pub const RELEASE_ROOM: usize = 256 * 1024;
 /// The most released into a connection's buffer at once.
 const CHUNK: usize = 64 * 1024;
 

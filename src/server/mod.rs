@@ -9,7 +9,7 @@
 //!                        pool: handler(Request, Response)
 //! ```
 
-mod access_log;
+pub(crate) mod access_log;
 mod conn;
 mod context;
 mod dispatch;

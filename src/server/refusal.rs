@@ -12,10 +12,13 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// The loop's answer with `status`. A 503 (a full queue, a stop under
+    /// way, a spent spool budget, no room for held output) is a load
+    /// problem and says when to retry (`Retry-After: 1`).
     pub fn new(status: u16) -> Refusal {
         Refusal {
             status,
-            retry_after: false,
+            retry_after: status == 503,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
-use super::hold::{Chunk, Held};
+use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::limits::Limits;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
@@ -20,10 +20,6 @@ use crate::protocol::cgi_response::{write_reply_head, Head};
 use crate::protocol::fastcgi::Role;
 use crate::protocol::scgi::{self, Header};
 use crate::protocol::Error;
-
-/// Held output moved into the connection's buffer while less than this is
-/// unwritten there.
-const RELEASE_ROOM: usize = 256 * 1024;
 
 enum Phase {
     /// Gathering the netstring header.
@@ -343,15 +339,7 @@ impl ScgiConn {
             return;
         };
         if !*head_sent {
-            let retry_after = status == 503;
-            return self.refuse(
-                ctx,
-                io,
-                Refusal {
-                    status,
-                    retry_after,
-                },
-            );
+            return self.refuse(ctx, io, Refusal::new(status));
         }
         io.abort(shared);
         self.set_status(status, false);
