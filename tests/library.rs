@@ -164,7 +164,10 @@ fn a_server_on_a_scoreboard_slot_reports_every_child() {
         (&me["state"], &me["requests"]),
         (&"serving".into(), &1.into())
     );
-    assert_eq!(me["threads_busy"], 1, "this very request: {v}");
+    // This very request is busy; the worker of the one before may not
+    // have marked itself idle yet, though its answer has arrived.
+    let busy = me["threads_busy"].as_u64().unwrap();
+    assert!((1..=2).contains(&busy), "this very request: {v}");
 
     // The sibling died and the master reaped it: it is gone, not a ghost.
     board.release(0);
