@@ -8,14 +8,14 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal as Sig};
+use nix::sys::signal::{kill, SigSet, Signal as Sig};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
 
 use std::sync::Arc;
 
 use super::relay::Link;
-use crate::server::{Bound, Error, Scoreboard, ServerBuilder};
+use crate::server::{signals, Bound, Error, Scoreboard, ServerBuilder};
 
 /// Where a child is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,14 +104,23 @@ pub fn spawn(plan: ChildPlan<'_>, generation: u64) -> Result<Child, Error> {
     let (relay_master, relay_child) =
         UnixStream::pair().map_err(|e| Error::new(format!("relay for a child: {e}")))?;
     let link = Link::new(relay_master).map_err(|e| Error::new(format!("relay: {e}")))?;
+    // The child keeps the signals blocked until its own handlers are in:
+    // a TERM (its master's, or the kernel's when the master dies) that
+    // came before would go to the master's handlers it inherits, and be
+    // lost, or be ignored once they are disarmed.
+    let mask = signals::block_handled();
     // SAFETY: the master runs no other thread (it never starts a server
     // of its own), so the child is a whole copy of a single-threaded
     // process and may do anything.
-    match unsafe { fork() }.map_err(|e| Error::new(format!("fork: {e}")))? {
+    let forked = unsafe { fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        signals::restore_mask(&mask);
+    }
+    match forked.map_err(|e| Error::new(format!("fork: {e}")))? {
         ForkResult::Child => {
             drop(ready_r);
             drop(link);
-            child_main(plan, ready_w, relay_child)
+            child_main(plan, ready_w, relay_child, mask)
         }
         ForkResult::Parent { child } => {
             plan.board.claim(plan.slot, child.as_raw() as u32);
@@ -128,9 +137,10 @@ pub fn spawn(plan: ChildPlan<'_>, generation: u64) -> Result<Child, Error> {
     }
 }
 
-fn child_main(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream) -> ! {
-    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(plan, ready, relay)))
-        .unwrap_or_else(|_| {
+fn child_main(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream, mask: SigSet) -> ! {
+    let serving = || serve(plan, ready, relay, &mask);
+    let code =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(serving)).unwrap_or_else(|_| {
             log::error!("child {}: panicked", std::process::id());
             1
         });
@@ -140,7 +150,7 @@ fn child_main(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream) -> ! {
 }
 
 /// The child's life: exits with the master, builds and runs its server.
-fn serve(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream) -> i32 {
+fn serve(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream, mask: &SigSet) -> i32 {
     die_with_master(plan.master);
     (plan.before)();
     for &fd in &plan.inherited {
@@ -163,6 +173,8 @@ fn serve(plan: ChildPlan<'_>, ready: OwnedFd, relay: UnixStream) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    // Its handlers are in: what arrived since the fork is acted on now.
+    signals::restore_mask(mask);
     if let Err(e) = crate::server::relay::install(relay, server.loop_handle()) {
         log::warn!("child {}: no relay ({e})", std::process::id());
     }

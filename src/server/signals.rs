@@ -109,6 +109,30 @@ impl Signals {
     }
 }
 
+/// Blocks every signal of the table in the calling thread (a master about
+/// to fork: the child starts with them pending, not lost to the master's
+/// handlers it inherits); returns the mask to restore.
+pub fn block_handled() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    for (num, _) in SIGNALS {
+        if let Ok(sig) = nix::sys::signal::Signal::try_from(num) {
+            set.add(sig);
+        }
+    }
+    let mut old = SigSet::empty();
+    // Cannot fail with a valid `how` and set.
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old));
+    old
+}
+
+/// Puts back a mask [`block_handled`] returned; signals that arrived
+/// meanwhile are delivered now, to whatever handlers are installed.
+pub fn restore_mask(old: &nix::sys::signal::SigSet) {
+    use nix::sys::signal::{pthread_sigmask, SigmaskHow};
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+}
+
 impl Signals {
     /// The handlers go (the signals take their default action again).
     pub fn disarm(&mut self) {
