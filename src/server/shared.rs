@@ -98,6 +98,10 @@ struct InputState {
     /// The handler began reading DATA: STDIN, which comes before it
     /// (FastCGI 1.0 §6.4), is discarded from then on.
     stdin_skipped: bool,
+    /// Readers waiting on `input_cv`: only then does a push notify it (a
+    /// notify is a futex syscall even with nobody waiting, and most
+    /// bodies arrive before their handler reads them).
+    readers_waiting: u32,
 }
 
 impl InputState {
@@ -211,7 +215,9 @@ impl Shared {
         } else if !discarded {
             outcome = self.store(st.stream(which), bytes, spill);
         }
-        self.input_cv.notify_all();
+        if st.readers_waiting > 0 {
+            self.input_cv.notify_all();
+        }
         let over = outcome == Pushed::Pause || (spill.is_none() && st.buffered() > BODY_HIGH);
         match outcome {
             Pushed::Refuse(_) => outcome,
@@ -445,7 +451,9 @@ impl Shared {
             if st.stream(which).ended {
                 return Ok(0);
             }
+            st.readers_waiting += 1;
             st = self.input_cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.readers_waiting -= 1;
         }
     }
 
