@@ -664,7 +664,7 @@ fn split_head(mut output: Vec<u8>) -> Result<(Head, Vec<u8>), ErrorKind> {
     if output.is_empty() {
         let head = Head {
             status: 502,
-            reason: cgi_response::reason_phrase(502).to_string(),
+            reason: cgi_response::reason_phrase(502).into(),
             headers: Vec::new(),
         };
         return Ok((head, output));

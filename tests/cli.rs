@@ -347,10 +347,7 @@ fn client_sends_nginx_params_and_reads_the_answer() {
     let resp = client::send(&opts).unwrap();
     let seen = peer.join().unwrap();
 
-    assert_eq!(
-        (resp.head.status, resp.head.reason.as_str()),
-        (201, "Created")
-    );
+    assert_eq!((resp.head.status, &*resp.head.reason), (201, "Created"));
     assert_eq!(resp.head.header("x-peer"), Some("fake"));
     assert_eq!(resp.body, b"hello");
     assert_eq!(resp.stderr, b"warn\n");

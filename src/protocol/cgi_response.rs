@@ -8,6 +8,8 @@
 
 use std::io::Write;
 
+use std::borrow::Cow;
+
 use memchr::memchr;
 
 use super::Error;
@@ -17,8 +19,9 @@ use super::Error;
 pub struct Head {
     /// The `Status` header's code, 200 when absent (302 with a `Location`).
     pub status: u16,
-    /// The `Status` header's reason phrase, or the standard one.
-    pub reason: String,
+    /// The `Status` header's reason phrase, or the standard one (borrowed:
+    /// no allocation for the usual case).
+    pub reason: Cow<'static, str>,
     /// Every header but `Status`, in order, values trimmed.
     pub headers: Vec<(String, String)>,
 }
@@ -58,7 +61,7 @@ pub enum Parsed {
 /// use fastgate::protocol::cgi_response::{parse_head, Parsed};
 /// let out = b"Status: 404 Not Found\r\nContent-Type: text/plain\r\n\r\nnope";
 /// let Ok(Parsed::Complete { consumed, head }) = parse_head(out, 8192) else { panic!() };
-/// assert_eq!((head.status, head.reason.as_str()), (404, "Not Found"));
+/// assert_eq!((head.status, &*head.reason), (404, "Not Found"));
 /// assert_eq!(head.header("content-type"), Some("text/plain"));
 /// assert_eq!(&out[consumed..], b"nope");
 /// ```
@@ -90,7 +93,7 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 /// The head as its lines arrive.
 #[derive(Default)]
 struct Builder {
-    status: Option<(u16, String)>,
+    status: Option<(u16, Cow<'static, str>)>,
     headers: Vec<(String, String)>,
     lines: usize,
 }
@@ -135,8 +138,8 @@ impl Builder {
     fn finish(self) -> Result<Head, Error> {
         let (status, reason) = match self.status {
             Some(s) => s,
-            None if self.has_location() => (302, reason_phrase(302).to_string()),
-            None => (200, reason_phrase(200).to_string()),
+            None if self.has_location() => (302, reason_phrase(302).into()),
+            None => (200, reason_phrase(200).into()),
         };
         Ok(Head {
             status,
@@ -153,7 +156,7 @@ impl Builder {
 }
 
 /// `NNN reason`; a missing reason is the standard phrase.
-fn parse_status(value: &str) -> Result<(u16, String), Error> {
+fn parse_status(value: &str) -> Result<(u16, Cow<'static, str>), Error> {
     let (code, reason) = value.split_once(' ').unwrap_or((value, ""));
     let digits_ok =
         code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) && !code.starts_with('0');
@@ -161,13 +164,11 @@ fn parse_status(value: &str) -> Result<(u16, String), Error> {
         Ok(s) if digits_ok => s,
         _ => return Err(bad(format!("bad status {value:?}"))),
     };
-    let reason = reason.trim();
-    let reason = if reason.is_empty() {
-        reason_phrase(status)
-    } else {
-        reason
+    let reason = match reason.trim() {
+        "" => Cow::Borrowed(reason_phrase(status)),
+        given => Cow::Owned(given.to_string()),
     };
-    Ok((status, reason.to_string()))
+    Ok((status, reason))
 }
 
 /// `Name: value` with a token name; the value is trimmed of spaces and tabs.
@@ -384,7 +385,7 @@ mod tests {
             let (consumed, head) = head(input);
             assert_eq!(consumed, input.len());
             assert_eq!(
-                (head.status, head.reason.as_str()),
+                (head.status, &*head.reason),
                 (*status, *reason),
                 "{:?}",
                 lossy(input)
@@ -498,7 +499,7 @@ mod tests {
             out.extend_from_slice(b"body");
             let Ok(Parsed::Complete { consumed, head }) = parse_head(&out, 1 << 20) else { panic!("incomplete") };
             prop_assert_eq!(consumed, out.len() - 4);
-            prop_assert_eq!(head, Head { status, reason, headers });
+            prop_assert_eq!(head, Head { status, reason: reason.into(), headers });
             for end in 0..consumed {
                 prop_assert!(matches!(parse_head(&out[..end], 1 << 20), Ok(Parsed::Partial)));
             }

@@ -78,6 +78,21 @@ impl Params {
             .map(|(_, v)| &self.buf[v.clone()])
     }
 
+    /// The values of several names in one scan (a repeat: the last wins),
+    /// for code that reads a few params of every request.
+    pub fn get_each<const N: usize>(&self, names: [&str; N]) -> [Option<&[u8]>; N] {
+        let mut found = [None; N];
+        for (n, v) in &self.entries {
+            let name = &self.buf[n.clone()];
+            for (want, slot) in names.iter().zip(found.iter_mut()) {
+                if want.len() == name.len() && want.as_bytes() == name {
+                    *slot = Some(&self.buf[v.clone()]);
+                }
+            }
+        }
+        found
+    }
+
     /// The value of `name` as text; `None` if absent or not UTF-8.
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
@@ -202,6 +217,22 @@ impl ParamsBuffer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn get_each_agrees_with_get_repeats_included() {
+        let p = Params::from_pairs([
+            (&b"A"[..], &b"1"[..]),
+            (b"BB", b"2"),
+            (b"A", b"3"),
+            (b"AB", b""),
+        ]);
+        let [a, bb, ab, missing] = p.get_each(["A", "BB", "AB", "B"]);
+        assert_eq!(
+            (a, bb, ab, missing),
+            (Some(&b"3"[..]), Some(&b"2"[..]), Some(&b""[..]), None)
+        );
+        assert_eq!(a, p.get("A"));
+    }
 
     fn fcgi_block(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
         let mut block = Vec::new();

@@ -127,7 +127,7 @@ mod tests {
     fn head(status: u16) -> Head {
         Head {
             status,
-            reason: String::new(),
+            reason: "".into(),
             headers: Vec::new(),
         }
     }

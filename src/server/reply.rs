@@ -128,7 +128,7 @@ impl Reply {
         }
         Head {
             status: self.status,
-            reason: reason_phrase(self.status).to_string(),
+            reason: reason_phrase(self.status).into(),
             headers: std::mem::take(&mut self.headers),
         }
     }

@@ -154,12 +154,14 @@ fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
 
 /// The routing path of a request's params.
 pub(crate) fn routing_path(params: &Params) -> String {
-    let script = params.get_str("SCRIPT_NAME").unwrap_or("");
-    let info = params.get_str("PATH_INFO").unwrap_or("");
+    let [script, info, uri] = params
+        .get_each(["SCRIPT_NAME", "PATH_INFO", "REQUEST_URI"])
+        .map(|v| v.and_then(|v| std::str::from_utf8(v).ok()));
+    let (script, info) = (script.unwrap_or(""), info.unwrap_or(""));
     if !script.is_empty() || !info.is_empty() {
-        return format!("{script}{info}");
+        return [script, info].concat();
     }
-    let uri = params.get_str("REQUEST_URI").unwrap_or("/");
+    let uri = uri.unwrap_or("/");
     let path = uri.split(['?', '#']).next().unwrap_or("/");
     if path.is_empty() {
         "/".to_string()

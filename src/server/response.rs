@@ -61,7 +61,10 @@ impl Response {
     /// Adds a header line, keeping others of the same name.
     pub fn add_header(&mut self, name: &str, value: &str) {
         // Header injection: a CR or LF would end the line early.
-        let clean = |s: &str| s.replace(['\r', '\n'], " ");
+        let clean = |s: &str| match memchr::memchr2(b'\r', b'\n', s.as_bytes()) {
+            Some(_) => s.replace(['\r', '\n'], " "),
+            None => s.to_owned(),
+        };
         self.headers.push((clean(name), clean(value)));
     }
 
@@ -90,7 +93,7 @@ impl Response {
         }
         Some(Head {
             status: self.status,
-            reason: reason_phrase(self.status).to_string(),
+            reason: reason_phrase(self.status).into(),
             headers: std::mem::take(&mut self.headers),
         })
     }
