@@ -190,6 +190,9 @@ impl EventLoop {
         self.events = events;
         self.drain_messages();
         self.expire_timers();
+        // The turn's jobs go to the workers in one batch, before the
+        // writes, so on another CPU they run while the loop writes.
+        self.ctx.pool.wake();
         self.flush_touched();
         if let Some(log) = self.ctx.access_log.as_mut() {
             log.flush();

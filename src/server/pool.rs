@@ -1,20 +1,29 @@
 //! The worker pool: synchronous handlers run here, never on the loop.
 //!
-//! Jobs wait in a bounded crossbeam queue (`--queue`); a full queue is the
-//! loop's cue to answer 503 at once. The pool starts `--min-threads`
-//! workers. It grows on how long the oldest job has waited, not on how many
-//! wait: a burst of quick requests is served by the threads there are (on a
-//! busy 2-CPU machine more threads only add switches), while jobs stuck
-//! behind blocked workers for [`GROW_AFTER`] get a thread each, up to
-//! `--max-threads`. A worker above the minimum exits after idling for
-//! [`IDLE_EXIT`].
+//! Jobs wait in a bounded queue (`--queue`); a full queue is the loop's cue
+//! to answer 503 at once. The queue is a mutex and a condvar of our own, not
+//! a channel, for what it does not do: a worker with nothing to do sleeps at
+//! once instead of spinning and yielding (on a busy core that steals the
+//! loop's time), and submitting never wakes anyone. The loop wakes sleeping
+//! workers once per turn, as many as jobs were left waiting ([`Pool::wake`]),
+//! so a batch of requests read in one turn costs a wakeup per worker, not
+//! one per request; a worker that finishes a job takes the next before it
+//! sleeps.
+//!
+//! The pool starts `--min-threads` workers and grows only on evidence that
+//! its workers are blocked: jobs have waited [`GROW_AFTER`], no worker is
+//! idle, and some busy worker is asleep in the kernel (its state in
+//! `/proc/self/task/TID/stat` is not `R`), as a handler waiting on a
+//! socket, a child or a timer is. Workers that are all running (CPU-bound
+//! handlers on a saturated machine) get no company: more threads than cores
+//! would only add switches. A worker above the minimum exits after idling
+//! for [`IDLE_EXIT`].
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::request::Request;
 use super::response::Response;
@@ -23,7 +32,8 @@ use super::stats::{bump, Stats, StatsHandle};
 
 /// How long a surplus worker idles before it exits.
 const IDLE_EXIT: Duration = Duration::from_secs(30);
-/// How long the oldest queued job may wait before the pool grows.
+/// How long the oldest queued job may wait before the pool looks for
+/// blocked workers (and again after each look that found none).
 pub const GROW_AFTER: Duration = Duration::from_millis(5);
 
 /// One request for a worker.
@@ -34,57 +44,74 @@ pub struct Job {
 }
 
 pub struct Pool {
-    tx: Sender<Job>,
-    rx: Receiver<Job>,
+    queue: Arc<Queue>,
     min: usize,
     max: usize,
     stats: StatsHandle,
-    clock: Arc<QueueClock>,
+    /// A job was submitted since the last [`Pool::wake`].
+    submitted: AtomicBool,
+    /// Not before this does `maintain` look for blocked workers again.
+    next_look: Mutex<Option<Instant>>,
 }
 
-/// When each queued job was queued, by sequence number, so the loop can
-/// tell how long the oldest one has waited without peeking the channel
-/// (which is FIFO: the n-th job sent is the n-th received).
-struct QueueClock {
-    epoch: Instant,
-    stamps: Box<[AtomicU64]>,
-    submitted: AtomicU64,
-    picked: AtomicU64,
+/// What the loop and the workers share.
+struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+    /// Jobs queued now: read without the lock on every loop turn.
+    len: AtomicUsize,
+    /// Every live worker, for the look at who is blocked.
+    workers: Mutex<Vec<Arc<WorkerInfo>>>,
 }
 
-impl QueueClock {
-    fn nanos(&self, t: Instant) -> u64 {
-        t.saturating_duration_since(self.epoch).as_nanos() as u64
-    }
+struct State {
+    jobs: VecDeque<(Job, Instant)>,
+    cap: usize,
+    /// Workers waiting on `ready`.
+    sleeping: usize,
+    /// Of those, the ones notified and not yet awake.
+    waking: usize,
+    /// The pool is gone: workers finish the queue and exit.
+    closed: bool,
+}
 
-    /// When the oldest job still queued was queued.
-    fn oldest(&self) -> Option<Instant> {
-        let picked = self.picked.load(Ordering::Acquire);
-        if self.submitted.load(Ordering::Acquire) <= picked {
-            return None;
-        }
-        let slot = (picked % self.stamps.len() as u64) as usize;
-        let ns = self.stamps[slot].load(Ordering::Acquire);
-        Some(self.epoch + Duration::from_nanos(ns))
+/// A worker as the growth check sees it.
+struct WorkerInfo {
+    tid: AtomicI32,
+    busy: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Queue {
+    fn publish_len(&self, st: &State) {
+        self.len.store(st.jobs.len(), Ordering::Release);
     }
 }
 
 impl Pool {
     pub fn new(min: usize, max: usize, queue: usize, stats: StatsHandle) -> Pool {
-        let (tx, rx) = crossbeam_channel::bounded(queue.max(1));
-        let clock = QueueClock {
-            epoch: Instant::now(),
-            stamps: (0..queue.max(1)).map(|_| AtomicU64::new(0)).collect(),
-            submitted: AtomicU64::new(0),
-            picked: AtomicU64::new(0),
+        let state = State {
+            jobs: VecDeque::with_capacity(queue.clamp(1, 1024)),
+            cap: queue.max(1),
+            sleeping: 0,
+            waking: 0,
+            closed: false,
         };
         let pool = Pool {
-            tx,
-            rx,
+            queue: Arc::new(Queue {
+                state: Mutex::new(state),
+                ready: Condvar::new(),
+                len: AtomicUsize::new(0),
+                workers: Mutex::new(Vec::new()),
+            }),
             min: min.max(1),
             max: max.max(min).max(1),
             stats,
-            clock: Arc::new(clock),
+            submitted: AtomicBool::new(false),
+            next_look: Mutex::new(None),
         };
         for _ in 0..pool.min {
             pool.spawn();
@@ -92,44 +119,79 @@ impl Pool {
         pool
     }
 
-    /// Queues a job (stamped `now`); gives it back when the queue is full.
+    /// Queues a job (stamped `now`) without waking anyone: the loop calls
+    /// [`Pool::wake`] at the end of its turn. Gives the job back when the
+    /// queue is full.
     pub fn submit(&self, job: Job, now: Instant) -> Result<(), Box<Job>> {
-        match self.tx.try_send(job) {
-            Ok(()) => {
-                let c = &self.clock;
-                let seq = c.submitted.load(Ordering::Relaxed);
-                let slot = (seq % c.stamps.len() as u64) as usize;
-                c.stamps[slot].store(c.nanos(now), Ordering::Release);
-                c.submitted.store(seq + 1, Ordering::Release);
-                self.stats.queued();
-                Ok(())
-            }
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => Err(Box::new(job)),
+        let mut st = lock(&self.queue.state);
+        if st.jobs.len() >= st.cap || st.closed {
+            return Err(Box::new(job));
+        }
+        st.jobs.push_back((job, now));
+        self.queue.publish_len(&st);
+        drop(st);
+        self.stats.queued();
+        self.submitted.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Wakes as many sleeping workers as jobs wait for one (less those
+    /// already being woken); a no-op unless something was submitted since
+    /// the last call.
+    pub fn wake(&self) {
+        if !self.submitted.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let mut st = lock(&self.queue.state);
+        let asleep = st.sleeping.saturating_sub(st.waking);
+        let n = st.jobs.len().saturating_sub(st.waking).min(asleep);
+        st.waking += n;
+        drop(st);
+        for _ in 0..n {
+            self.queue.ready.notify_one();
         }
     }
 
-    /// When the loop must call [`Pool::maintain`] next: the instant the
-    /// oldest queued job will have waited [`GROW_AFTER`], if the pool could
-    /// grow for it.
+    /// When the loop must call [`Pool::maintain`] next: once the oldest
+    /// queued job has waited [`GROW_AFTER`], if no worker is idle and the
+    /// pool could grow.
     pub fn next_check(&self) -> Option<Instant> {
-        if self.threads() >= self.max {
+        let queued = self.queue.len.load(Ordering::Acquire) as u64;
+        if queued == 0 || self.threads() >= self.max {
             return None;
         }
-        if self.tx.len() as u64 <= self.stats.threads_idle.load(Ordering::Acquire) {
+        if queued <= self.stats.threads_idle.load(Ordering::Acquire) {
             return None;
         }
-        self.clock.oldest().map(|t| t + GROW_AFTER)
+        let oldest = lock(&self.queue.state).jobs.front().map(|(_, t)| *t)?;
+        let due = oldest + GROW_AFTER;
+        Some(lock(&self.next_look).map_or(due, |t| t.max(due)))
     }
 
-    /// Adds a thread per queued job once the oldest has waited too long.
+    /// Adds a thread for each blocked worker a waiting job could use.
     pub fn maintain(&self, now: Instant) {
         if self.next_check().is_none_or(|t| t > now) {
             return;
         }
+        *lock(&self.next_look) = Some(now + GROW_AFTER);
         let room = self.max.saturating_sub(self.threads());
-        for _ in 0..self.tx.len().min(room) {
+        let waiting = self.queue.len.load(Ordering::Acquire);
+        let grow = self.blocked_workers(waiting.min(room));
+        for _ in 0..grow {
             self.spawn();
         }
+    }
+
+    /// Busy workers the kernel has put to sleep (not running, not
+    /// runnable): they hold a job without using a CPU. Counts up to `max`.
+    fn blocked_workers(&self, max: usize) -> usize {
+        let workers = lock(&self.queue.workers).clone();
+        workers
+            .iter()
+            .filter(|w| w.busy.load(Ordering::Acquire))
+            .filter(|w| thread_state(w.tid.load(Ordering::Acquire)).is_some_and(|s| s != 'R'))
+            .take(max)
+            .count()
     }
 
     /// Worker threads alive now.
@@ -145,11 +207,16 @@ impl Pool {
         // Idle from now: a thread still starting will take a queued job, so
         // `maintain` must not start another for it.
         self.stats.threads_idle.fetch_add(1, Ordering::AcqRel);
+        let info = Arc::new(WorkerInfo {
+            tid: AtomicI32::new(0),
+            busy: AtomicBool::new(false),
+        });
+        lock(&self.queue.workers).push(info.clone());
         let worker = Worker {
-            rx: self.rx.clone(),
+            queue: self.queue.clone(),
             min: self.min,
             stats: self.stats.clone(),
-            clock: self.clock.clone(),
+            info,
         };
         let spawned = std::thread::Builder::new()
             .name("fastgate-worker".into())
@@ -163,36 +230,83 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// Workers finish what is queued, then exit.
+    fn drop(&mut self) {
+        lock(&self.queue.state).closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
+/// The scheduler state of one of this process's threads (`R` running or
+/// runnable, `S` sleeping, `D` in uninterruptible wait...).
+fn thread_state(tid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
 struct Worker {
-    rx: Receiver<Job>,
+    queue: Arc<Queue>,
     min: usize,
     stats: StatsHandle,
-    clock: Arc<QueueClock>,
+    info: Arc<WorkerInfo>,
 }
 
 impl Worker {
     /// Takes jobs until the queue closes or the thread retires. `idle`
     /// already counts this thread when it starts (see `Pool::spawn`).
     fn run(self) {
-        loop {
-            let got = self.rx.recv_timeout(IDLE_EXIT);
+        self.info
+            .tid
+            .store(nix::unistd::gettid().as_raw(), Ordering::Release);
+        let retired = loop {
+            let job = match self.next_job() {
+                Next::Job(job) => job,
+                Next::Closed => break false,
+                Next::Retired => break true,
+            };
             self.stats.threads_idle.fetch_sub(1, Ordering::AcqRel);
-            match got {
-                Ok(job) => {
-                    self.clock.picked.fetch_add(1, Ordering::AcqRel);
-                    bump(&self.stats.queue_picked);
-                    run_job(job, &self.stats)
-                }
-                Err(RecvTimeoutError::Timeout) if self.retire() => return,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+            self.info.busy.store(true, Ordering::Release);
+            bump(&self.stats.queue_picked);
+            run_job(job, &self.stats);
+            self.info.busy.store(false, Ordering::Release);
             self.stats.threads_idle.fetch_add(1, Ordering::AcqRel);
+        };
+        self.stats.threads_idle.fetch_sub(1, Ordering::AcqRel);
+        if !retired {
+            self.stats.threads_total.fetch_sub(1, Ordering::AcqRel);
         }
-        self.stats.threads_total.fetch_sub(1, Ordering::AcqRel);
+        lock(&self.queue.workers).retain(|w| !Arc::ptr_eq(w, &self.info));
     }
 
-    /// Leaves the pool if it is above its minimum.
+    /// The next job, sleeping while there is none.
+    fn next_job(&self) -> Next {
+        let mut st = lock(&self.queue.state);
+        loop {
+            if let Some((job, _)) = st.jobs.pop_front() {
+                self.queue.publish_len(&st);
+                return Next::Job(job);
+            }
+            if st.closed {
+                return Next::Closed;
+            }
+            st.sleeping += 1;
+            let (woken, wait) = self
+                .queue
+                .ready
+                .wait_timeout(st, IDLE_EXIT)
+                .unwrap_or_else(|p| p.into_inner());
+            st = woken;
+            st.sleeping -= 1;
+            st.waking = st.waking.saturating_sub(1);
+            if wait.timed_out() && st.jobs.is_empty() && self.retire() {
+                return Next::Retired;
+            }
+        }
+    }
+
+    /// Leaves the pool (counted out of `threads_total`) if it is above its
+    /// minimum.
     fn retire(&self) -> bool {
         let total = &self.stats.threads_total;
         let mut n = total.load(Ordering::Acquire);
@@ -204,6 +318,13 @@ impl Worker {
         }
         false
     }
+}
+
+/// What a worker gets from the queue.
+enum Next {
+    Job(Job),
+    Closed,
+    Retired,
 }
 
 fn run_job(job: Job, stats: &Stats) {
