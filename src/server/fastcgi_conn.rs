@@ -10,7 +10,7 @@ use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
 use super::hold::{Chunk, Held, RELEASE_ROOM};
-use super::id_map::IdMap;
+use super::id_map::Requests;
 use super::limits::Limits;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
@@ -55,7 +55,7 @@ const CLIENT_GONE: u16 = 499;
 #[derive(Default)]
 pub struct FcgiConn {
     decoder: Decoder,
-    reqs: IdMap<FcgiReq>,
+    reqs: Requests<FcgiReq>,
     /// Bytes held by the params of requests still in `Phase::Params`,
     /// also counted in `Ctx::params_held`.
     params_held: usize,
