@@ -12,16 +12,16 @@
 //!
 //! The pool starts `--min-threads` workers and grows only on evidence that
 //! its workers are blocked: jobs have waited [`GROW_AFTER`], no worker is
-//! idle, and some busy worker is asleep in the kernel (its state in
-//! `/proc/self/task/TID/stat` is not `R`), as a handler waiting on a
-//! socket, a child or a timer is. Workers that are all running (CPU-bound
+//! idle, and some worker is still on the job it had at the previous look
+//! and asleep in the kernel (its state in `/proc/self/task/TID/stat` is not
+//! `R`), as a handler waiting on a socket, a child or a timer is. Workers that are all running (CPU-bound
 //! handlers on a saturated machine) get no company: more threads than cores
 //! would only add switches. A worker above the minimum exits after idling
 //! for [`IDLE_EXIT`].
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,10 @@ struct State {
 struct WorkerInfo {
     tid: AtomicI32,
     busy: AtomicBool,
+    /// Jobs finished.
+    done: AtomicU64,
+    /// `done` at the growth check's last look.
+    seen: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -182,16 +186,26 @@ impl Pool {
         }
     }
 
-    /// Busy workers the kernel has put to sleep (not running, not
-    /// runnable): they hold a job without using a CPU. Counts up to `max`.
+    /// Workers stuck: busy on the same job as at the last look (at least
+    /// [`GROW_AFTER`] ago), and asleep in the kernel now (not running, not
+    /// runnable), so they hold a job without using a CPU. A handler that
+    /// only waits a moment for its body or for output room is not stuck.
+    /// Counts up to `max`.
     fn blocked_workers(&self, max: usize) -> usize {
         let workers = lock(&self.queue.workers).clone();
-        workers
-            .iter()
-            .filter(|w| w.busy.load(Ordering::Acquire))
-            .filter(|w| thread_state(w.tid.load(Ordering::Acquire)).is_some_and(|s| s != 'R'))
-            .take(max)
-            .count()
+        let mut stuck = 0;
+        for w in &workers {
+            let done = w.done.load(Ordering::Acquire);
+            let same_job = w.seen.swap(done, Ordering::AcqRel) == done;
+            if stuck < max
+                && same_job
+                && w.busy.load(Ordering::Acquire)
+                && thread_state(w.tid.load(Ordering::Acquire)).is_some_and(|s| s != 'R')
+            {
+                stuck += 1;
+            }
+        }
+        stuck
     }
 
     /// Worker threads alive now.
@@ -210,6 +224,8 @@ impl Pool {
         let info = Arc::new(WorkerInfo {
             tid: AtomicI32::new(0),
             busy: AtomicBool::new(false),
+            done: AtomicU64::new(0),
+            seen: AtomicU64::new(u64::MAX),
         });
         lock(&self.queue.workers).push(info.clone());
         let worker = Worker {
@@ -269,6 +285,7 @@ impl Worker {
             self.info.busy.store(true, Ordering::Release);
             bump(&self.stats.queue_picked);
             run_job(job, &self.stats);
+            self.info.done.fetch_add(1, Ordering::Release);
             self.info.busy.store(false, Ordering::Release);
             self.stats.threads_idle.fetch_add(1, Ordering::AcqRel);
         };
