@@ -682,6 +682,7 @@ fn refuse(ctx: &mut Ctx, io: &mut ConnIo, id: u16, mut req: FcgiReq, refusal: Re
         req.log = ctx.entry(None, id, req.begun);
     }
     fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &refusal.encode());
+    io.refused = true;
     let status = refusal.status;
     ctx.stats.count_refusal(status);
     if let Some(e) = req.log.as_mut() {
