@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// Threads the connections are split over
     #[arg(short = 't', long, value_name = "N", default_value = "1")]
     pub threads: String,
+    /// How long a connection may wait with nothing answered before its
+    /// requests count as failed
+    #[arg(long, value_name = "D", default_value = "30s")]
+    pub timeout: String,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
@@ -103,6 +107,10 @@ impl BenchArgs {
             request.method = "POST".to_string();
         }
         request.keep_conn = !self.no_keep_conn;
+        request.timeout = match parse_duration(&self.timeout) {
+            Ok(d) if !d.is_zero() => d,
+            _ => return Err(Error::new("--timeout", &self.timeout, DURATION_EXAMPLE)),
+        };
         let scgi = request.spec.protocol == Protocol::Scgi;
         let mux = count("--mux", &self.mux, u64::from(u16::MAX))?;
         if mux > 1 && (scgi || self.no_keep_conn) {
@@ -125,14 +133,12 @@ impl BenchArgs {
         let text = self.duration.as_deref().unwrap_or("5s");
         match parse_duration(text) {
             Ok(d) if !d.is_zero() => Ok(Limit::Duration(d)),
-            _ => Err(Error::new(
-                "-d",
-                text,
-                "expected a duration like 500ms, 5s or 1m",
-            )),
+            _ => Err(Error::new("-d", text, DURATION_EXAMPLE)),
         }
     }
 }
+
+const DURATION_EXAMPLE: &str = "expected a duration like 500ms, 5s or 1m";
 
 /// A whole number from 1 to `max`.
 fn count(flag: &str, value: &str, max: u64) -> Result<u64, Error> {
