@@ -38,6 +38,7 @@ Writes bench/results/peers-<UTC time>.csv and .md, and docs/bench-peers.svg
 import csv
 import datetime
 import json
+import math
 import os
 import re
 import signal
@@ -622,18 +623,24 @@ def svg_plot(rows, cfg, targets, modes):
     conc = cfg["concurrency"]
     pw, ph, ml, mt, mb, gap = 340, 260, 70, 50, 50, 30
     width = ml + len(modes) * (pw + gap) + 10
-    height = mt + ph + mb + 40
-    agg = {}
+    height = mt + ph + mb + 60
+    agg, flagged = {}, set()
     for r in rows:
         if r["req_s"] is not None:
             agg.setdefault((r["mode"], r["target"], r["c"]), []).append(r["req_s"])
-    ymax = max([statistics.median(v) for v in agg.values()] or [1])
-    step = 10 ** len(str(int(ymax))) / 10
-    for k in (1, 2, 2.5, 5, 10):
-        if ymax / (step * k) <= 6:
-            step *= k
-            break
-    ytop = step * (int(ymax / step) + 1)
+        if r["errors"] or not r["requests"] or (r["mode"] == "direct" and r["held"] < r["c"]):
+            flagged.add((r["mode"], r["target"], r["c"]))
+
+    def axis(mode):
+        """A round top and step for the panel of `mode` (each panel has its own scale)."""
+        ymax = max([statistics.median(v) for k, v in agg.items() if k[0] == mode] or [1]) or 1
+        mag = 10 ** math.floor(math.log10(ymax))
+        for k in (0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10):
+            if ymax / (mag * k) <= 6:
+                step = mag * k
+                break
+        return step * (math.floor(ymax / step) + 1), step
+
     e = []
     e.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">')
@@ -647,6 +654,7 @@ def svg_plot(rows, cfg, targets, modes):
         e.append(f'<text x="{x0 + pw / 2}" y="{y0 - 10}" text-anchor="middle" font-weight="bold">'
                  f'{MODE_LABEL[mode]}</text>')
         e.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+        ytop, step = axis(mode)
         n = 0
         while n * step <= ytop + 1e-9:
             y = y0 + ph - ph * (n * step) / ytop
@@ -666,14 +674,16 @@ def svg_plot(rows, cfg, targets, modes):
             for j, c in enumerate(conc):
                 v = agg.get((mode, t, c))
                 if v:
-                    pts.append((xpos(j), y0 + ph - ph * statistics.median(v) / ytop))
+                    pts.append((xpos(j), y0 + ph - ph * statistics.median(v) / ytop, c))
             if not pts:
                 continue
             width_px = 3 if t == "fastgate" else 2
             e.append(f'<polyline fill="none" stroke="{COLOR[t]}" stroke-width="{width_px}" points="'
-                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
-            for x, y in pts:
-                e.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{COLOR[t]}"/>')
+                     + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in pts) + '"/>')
+            for x, y, c in pts:
+                fill = "white" if (mode, t, c) in flagged else COLOR[t]
+                e.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{fill}" stroke="{COLOR[t]}" '
+                         'stroke-width="1.5"/>')
     e.append(f'<text x="14" y="{mt + ph / 2}" text-anchor="middle" transform="rotate(-90 14 {mt + ph / 2})">'
              'requests per second</text>')
     lx = ml
@@ -682,13 +692,43 @@ def svg_plot(rows, cfg, targets, modes):
         e.append(f'<line x1="{lx}" y1="{ly - 4}" x2="{lx + 24}" y2="{ly - 4}" stroke="{COLOR[t]}" stroke-width="3"/>')
         e.append(f'<text x="{lx + 30}" y="{ly}">{LABEL[t]}</text>')
         lx += 40 + 8 * len(LABEL[t])
+    e.append(f'<text x="{ml}" y="{ly + 22}" fill="#555">(hollow dot: errors, or connections left unserved; '
+             'each panel has its own scale)</text>')
     e.append("</svg>")
     return "\n".join(e) + "\n"
 
 
 # ---------------------------------------------------------------- main
 
+def redraw(path):
+    """`peers.py --from RESULTS.csv`: the tables and the plot again from a
+    results file (DURATION names the run's duration in the plot's title)."""
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            for k in ("round", "c", "requests", "errors", "held"):
+                r[k] = int(r[k])
+            for k in ("req_s", "p50_ms", "p99_ms", "backend_us", "backend_cs", "nginx_us", "load1"):
+                r[k] = float(r[k]) if r[k] != "" else None
+            rows.append(r)
+    cfg = {"rounds": max(r["round"] for r in rows), "duration": os.environ.get("DURATION", "5s"),
+           "concurrency": sorted({r["c"] for r in rows})}
+    targets = [t for t in ALL_TARGETS if any(r["target"] == t for r in rows)]
+    modes = [m for m in ALL_MODES if any(r["mode"] == m for r in rows)]
+    notes = []
+    if "php" in targets and not any(r["target"] == "php" and r["mode"] == "direct" for r in rows):
+        notes.append("php-fpm static not measured direct (fastgate bench sends no SCRIPT_FILENAME)")
+    print(report(rows, cfg, targets, modes, notes))
+    svg = os.environ.get("SVG", os.path.join(ROOT, "docs", "bench-peers.svg"))
+    if svg:
+        with open(svg, "w") as f:
+            f.write(svg_plot(rows, cfg, targets, modes))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--from":
+        redraw(sys.argv[2])
+        return
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
