@@ -33,6 +33,10 @@ TARGETS ("null libfcgi go php fastgate"), MODES ("direct nginx-ka nginx-nk"),
 LIBFCGI_THREADS (4), PHP_CHILDREN (4), BENCH_BIN (fastgate binary).
 Writes bench/results/peers-<UTC time>.csv and .md, and docs/bench-peers.svg
 (SVG=path to write elsewhere, SVG= to skip).
+
+`python3 bench/peers.py --from A.csv [B.csv...]` prints the tables and
+redraws the plot from results files, the rounds of each run after those of
+the one before (several quick runs make one longer one).
 """
 
 import csv
@@ -543,9 +547,38 @@ def report(rows, cfg, targets, modes, notes):
     agg = {}
     for r in rows:
         agg.setdefault((r["mode"], r["target"], r["c"]), []).append(r)
+    rounds = sorted({r["round"] for r in rows})
+    by_round = {(r["mode"], r["target"], r["c"], r["round"]): r["req_s"] for r in rows}
+    # Points where a target failed some of its load: errors, nothing
+    # answered, or (direct) connections it never served. Its req/s there is
+    # not what the load asked, so it is no "best peer" to compare against.
+    failed = {(r["mode"], r["target"], r["c"]) for r in rows
+              if r["errors"] or not r["requests"] or (r["mode"] == "direct" and r["held"] < r["c"])}
+
+    def ratios(mode, c, num, den):
+        """Per-round ratios num/den at one point: each round compares the two
+        at the same moment of a shared machine; den is a target or a function
+        of the round giving the value to divide by."""
+        out = []
+        for rnd in rounds:
+            a = by_round.get((mode, num, c, rnd))
+            b = den(rnd) if callable(den) else by_round.get((mode, den, c, rnd))
+            if a is not None and b:
+                out.append(a / b)
+        return out
+
+    def ratio_text(rs):
+        if not rs:
+            return ""
+        if len(rs) == 1:
+            return f"×{rs[0]:.2f}"
+        return f"×{statistics.median(rs):.2f} [{min(rs):.2f}–{max(rs):.2f}]"
+
     out = []
-    out.append(f"req/s, median of {cfg['rounds']} rounds; (×N) = that target's req/s / the null backend's "
-               "at the same point. fastgate's last line: against the best peer other than null.\n")
+    out.append(f"req/s: median of {len(rounds)} rounds. ×R: median over the rounds of that target's req/s "
+               "divided by the null backend's in the same round at the same point, [lowest–highest] of "
+               "those per-round ratios. fastgate's last line: the same against the best peer other than "
+               "null in each round, among the peers with no ‡ at that point.\n")
     for mode in modes:
         out.append(f"\n### {MODE_LABEL[mode]}\n")
         out.append("| target | " + " | ".join(f"c={c}" for c in conc) + " |")
@@ -558,23 +591,29 @@ def report(rows, cfg, targets, modes, notes):
                     cells.append("n/a")
                     continue
                 v = med(rs, "req_s")
-                base = med(agg.get((mode, "null", c), []), "req_s") if ("null" in targets) else None
-                ratio = f" (×{v / base:.2f})" if v and base else ""
+                ratio = ratio_text(ratios(mode, c, t, "null")) if t != "null" else ""
                 bad = any(r["errors"] or not r["requests"] or (mode == "direct" and r["held"] < c) for r in rs)
-                cells.append(f"{fmt_int(v)}{ratio}" + (" ‡" if bad else ""))
+                cells.append(f"{fmt_int(v)} {ratio}".rstrip() + (" ‡" if bad else ""))
             out.append(f"| {LABEL[t]} | " + " | ".join(cells) + " |")
         if "fastgate" in targets:
             cells = []
             for c in conc:
-                fg = med(agg.get((mode, "fastgate", c), []), "req_s")
-                best, who = None, None
-                for t in targets:
-                    if t in ("null", "fastgate"):
-                        continue
-                    v = med(agg.get((mode, t, c), []), "req_s")
-                    if v is not None and (best is None or v > best):
-                        best, who = v, t
-                cells.append(f"×{fg / best:.2f} vs {who}" if fg and best else "–")
+                peers = [t for t in targets if t not in ("null", "fastgate") and (mode, t, c) not in failed]
+
+                def best(rnd, mode=mode, c=c, peers=peers):
+                    vals = [by_round.get((mode, t, c, rnd)) for t in peers]
+                    return max([v for v in vals if v is not None] or [0])
+
+                winners = {}
+                for rnd in rounds:
+                    vals = {t: by_round.get((mode, t, c, rnd)) for t in peers}
+                    vals = {t: v for t, v in vals.items() if v is not None}
+                    if vals:
+                        w = max(vals, key=vals.get)
+                        winners[w] = winners.get(w, 0) + 1
+                who = "/".join(sorted(winners, key=lambda t: -winners[t]))
+                text = ratio_text(ratios(mode, c, "fastgate", best))
+                cells.append(f"{text} vs {who}" if text else "–")
             out.append("| fastgate / best peer | " + " | ".join(cells) + " |")
     out.append("\n‡ errors, no request answered, or (direct) connections left unserved at that point: "
                "see below.\n")
@@ -700,17 +739,21 @@ def svg_plot(rows, cfg, targets, modes):
 
 # ---------------------------------------------------------------- main
 
-def redraw(path):
-    """`peers.py --from RESULTS.csv`: the tables and the plot again from a
-    results file (DURATION names the run's duration in the plot's title)."""
+def redraw(paths):
+    """`peers.py --from RESULTS.csv...`: the tables and the plot again from
+    results files, the rounds of each following those of the one before
+    (DURATION names the runs' duration in the plot's title)."""
     rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            for k in ("round", "c", "requests", "errors", "held"):
-                r[k] = int(r[k])
-            for k in ("req_s", "p50_ms", "p99_ms", "backend_us", "backend_cs", "nginx_us", "load1"):
-                r[k] = float(r[k]) if r[k] != "" else None
-            rows.append(r)
+    for path in paths:
+        base = max([r["round"] for r in rows] or [0])
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                for k in ("round", "c", "requests", "errors", "held"):
+                    r[k] = int(r[k])
+                for k in ("req_s", "p50_ms", "p99_ms", "backend_us", "backend_cs", "nginx_us", "load1"):
+                    r[k] = float(r[k]) if r[k] != "" else None
+                r["round"] += base
+                rows.append(r)
     cfg = {"rounds": max(r["round"] for r in rows), "duration": os.environ.get("DURATION", "5s"),
            "concurrency": sorted({r["c"] for r in rows})}
     targets = [t for t in ALL_TARGETS if any(r["target"] == t for r in rows)]
@@ -726,8 +769,8 @@ def redraw(path):
 
 
 def main():
-    if len(sys.argv) == 3 and sys.argv[1] == "--from":
-        redraw(sys.argv[2])
+    if len(sys.argv) >= 3 and sys.argv[1] == "--from":
+        redraw(sys.argv[2:])
         return
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
