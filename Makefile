@@ -3,7 +3,7 @@
 #   make run         build (release) and serve `hello` over FastCGI on 127.0.0.1:9000
 #   make test        install missing test tools (root + apt-get only), build, test, lint
 #   make lint        clippy with warnings as errors, rustfmt check
-#   make bench       nginx + fastgate throughput, memory, and the peers side by side (docs/BENCHMARKS.md)
+#   make bench       nginx + fastgate throughput and memory figures (docs/BENCHMARKS.md)
 #   make fuzz-build  check that the fuzz targets compile (needs cargo-fuzz's nightly setup)
 
 CARGO ?= cargo
