@@ -41,6 +41,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 
 bench: build
+	./scripts/install-bench-deps.sh
 	./bench/run.sh
 
 fuzz-build:
