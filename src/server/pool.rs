@@ -5,10 +5,11 @@
 //! a channel, for what it does not do: a worker with nothing to do sleeps at
 //! once instead of spinning and yielding (on a busy core that steals the
 //! loop's time), and submitting never wakes anyone. The loop wakes sleeping
-//! workers once per turn, as many as jobs were left waiting ([`Pool::wake`]),
-//! so a batch of requests read in one turn costs a wakeup per worker, not
-//! one per request; a worker that finishes a job takes the next before it
-//! sleeps.
+//! workers once per turn ([`Pool::wake`]), one per [`JOBS_PER_WAKE`] jobs
+//! waiting less those awake, so a batch of requests read in one turn costs
+//! one wakeup, not one per request or per worker; a worker that finishes a
+//! job takes the next before it sleeps. Jobs that still wait [`WAKE_AFTER`]
+//! (their workers are blocked or slow) wake every sleeper they can use.
 //!
 //! The pool starts `--min-threads` workers and grows only on evidence that
 //! its workers are blocked: jobs have waited [`GROW_AFTER`], no worker is
@@ -35,6 +36,13 @@ const IDLE_EXIT: Duration = Duration::from_secs(30);
 /// How long the oldest queued job may wait before the pool looks for
 /// blocked workers (and again after each look that found none).
 pub const GROW_AFTER: Duration = Duration::from_millis(5);
+/// How long a queued job may wait while a worker sleeps before that worker
+/// is woken for it: the awake ones are not keeping up (blocked, or slow).
+pub const WAKE_AFTER: Duration = Duration::from_millis(1);
+/// Queued jobs one awake worker is counted on for, when the loop decides
+/// how many to wake: a hello takes microseconds, so a turn's batch of a few
+/// goes to one worker; a flood of them wakes more where there are cores.
+const JOBS_PER_WAKE: usize = 16;
 
 /// One request for a worker.
 pub struct Job {
@@ -139,16 +147,23 @@ impl Pool {
         Ok(())
     }
 
-    /// Wakes as many sleeping workers as jobs wait for one (less those
-    /// already being woken); a no-op unless something was submitted since
-    /// the last call.
+    /// Wakes sleeping workers for the jobs submitted since the last call:
+    /// one for every [`JOBS_PER_WAKE`] jobs waiting, less the workers
+    /// already awake (each takes the next job as soon as it is done), so a
+    /// turn's batch of quick requests costs one wakeup, not one per worker.
     pub fn wake(&self) {
         if !self.submitted.swap(false, Ordering::Relaxed) {
             return;
         }
-        let mut st = lock(&self.queue.state);
-        let asleep = st.sleeping.saturating_sub(st.waking);
-        let n = st.jobs.len().saturating_sub(st.waking).min(asleep);
+        let st = lock(&self.queue.state);
+        let awake = self.threads().saturating_sub(st.sleeping) + st.waking;
+        let want = st.jobs.len().div_ceil(JOBS_PER_WAKE);
+        self.notify(st, want.saturating_sub(awake));
+    }
+
+    /// Wakes up to `want` sleepers not already being woken.
+    fn notify(&self, mut st: MutexGuard<'_, State>, want: usize) {
+        let n = want.min(st.sleeping.saturating_sub(st.waking));
         st.waking += n;
         drop(st);
         for _ in 0..n {
@@ -157,26 +172,38 @@ impl Pool {
     }
 
     /// When the loop must call [`Pool::maintain`] next: once the oldest
-    /// queued job has waited [`GROW_AFTER`], if no worker is idle and the
-    /// pool could grow.
+    /// queued job has waited [`WAKE_AFTER`] while a worker sleeps, or
+    /// [`GROW_AFTER`] with none asleep, if the pool could grow.
     pub fn next_check(&self) -> Option<Instant> {
-        let queued = self.queue.len.load(Ordering::Acquire) as u64;
-        if queued == 0 || self.threads() >= self.max {
+        if self.queue.len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        if queued <= self.stats.threads_idle.load(Ordering::Acquire) {
+        let st = lock(&self.queue.state);
+        let oldest = st.jobs.front()?.1;
+        if st.sleeping > st.waking {
+            return Some(oldest + WAKE_AFTER);
+        }
+        drop(st);
+        if self.threads() >= self.max {
             return None;
         }
-        let oldest = lock(&self.queue.state).jobs.front().map(|(_, t)| *t)?;
         let due = oldest + GROW_AFTER;
         Some(lock(&self.next_look).map_or(due, |t| t.max(due)))
     }
 
-    /// Adds a thread for each blocked worker a waiting job could use.
+    /// Jobs have waited: wakes every sleeper they could use (the awake
+    /// workers are not keeping up), or, with none asleep, adds a thread
+    /// for each blocked worker.
     pub fn maintain(&self, now: Instant) {
         if self.next_check().is_none_or(|t| t > now) {
             return;
         }
+        let st = lock(&self.queue.state);
+        if st.sleeping > st.waking {
+            let waiting = st.jobs.len();
+            return self.notify(st, waiting);
+        }
+        drop(st);
         *lock(&self.next_look) = Some(now + GROW_AFTER);
         let room = self.max.saturating_sub(self.threads());
         let waiting = self.queue.len.load(Ordering::Acquire);
