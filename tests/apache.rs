@@ -1,0 +1,1 @@
+//! Apache httpd tests (written next).
