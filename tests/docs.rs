@@ -1,6 +1,7 @@
 //! The documentation agrees with the program: every option of every
 //! `--help` (the top level, `serve`, `request`, `bench`) is in the man page,
-//! with its `FASTGATE_*` variable where it has one; the man page is clean
+//! with its `FASTGATE_*` variable where it has one and its default in its
+//! own entry; the man page is clean
 //! roff (`mandoc -Tlint`); and every option the README or a deploy file
 //! names in a `fastgate` command exists in `--help`.
 
@@ -96,6 +97,111 @@ fn every_option_of_every_help_is_in_the_man_page() {
         missing.is_empty(),
         "missing from man/fastgate.1: {missing:?}"
     );
+}
+
+/// Each option entry of a `--help` text: its long name (or short, when it
+/// has none) and its description, wrapped lines joined.
+fn entries(help: &str) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        let text = line.trim_start();
+        if text.starts_with('-') {
+            let names: Vec<String> = text
+                .split_whitespace()
+                .take_while(|w| w.starts_with('-'))
+                .map(|w| option_name(w.trim_end_matches(',')))
+                .collect();
+            let name = names.last().cloned().unwrap_or_default();
+            found.push((name, text.to_string()));
+        } else if line.starts_with("    ") && !text.is_empty() {
+            if let Some((_, desc)) = found.last_mut() {
+                desc.push(' ');
+                desc.push_str(text);
+            }
+        } else {
+            // A heading, an argument or a blank line ends the entry.
+            found.push((String::new(), String::new()));
+        }
+    }
+    found.retain(|(name, _)| !name.is_empty());
+    found
+}
+
+/// The man page's section `title`, as plain text per `.TP` entry: the
+/// entry's tag line and its body, roff escapes and macros removed.
+fn man_entries(title: &str) -> Vec<(String, String)> {
+    let section = MAN
+        .split(&format!(".SH {title}\n"))
+        .nth(1)
+        .and_then(|s| s.split("\n.SH ").next())
+        .unwrap_or_else(|| panic!("no {title} section"));
+    section
+        .split(".TP\n")
+        .skip(1)
+        .map(|entry| {
+            let plain = plain_roff(entry);
+            let tag = plain.lines().next().unwrap_or("").to_string();
+            (tag, plain.replace('\n', " "))
+        })
+        .collect()
+}
+
+fn plain_roff(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = match line.split_once(' ') {
+            Some((macro_name, rest)) if macro_name.starts_with('.') => rest,
+            _ if line.starts_with('.') => continue,
+            _ => line,
+        };
+        let line = line
+            .replace("\\-", "-")
+            .replace("\\fB", "")
+            .replace("\\fI", "")
+            .replace("\\fR", "")
+            .replace("\\fP", "")
+            .replace('"', "");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_man_page_gives_each_default_of_the_help() {
+    let sections = [
+        (&[][..], "GLOBAL OPTIONS"),
+        (&["serve"][..], "SERVE OPTIONS"),
+        (&["request"][..], "REQUEST OPTIONS"),
+        (&["bench"][..], "BENCH OPTIONS"),
+    ];
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for (command, title) in sections {
+        let man = man_entries(title);
+        for (option, desc) in entries(&help(command)) {
+            let Some(default) = desc
+                .split_once("[default: ")
+                .and_then(|(_, rest)| rest.split(']').next())
+            else {
+                continue;
+            };
+            checked += 1;
+            let first = default.split([' ', ',']).next().unwrap_or(default);
+            let entry = man
+                .iter()
+                .find(|(tag, _)| tag.split([' ', ',', '[', '=']).any(|w| w == option));
+            match entry {
+                None => wrong.push(format!("{title}: no entry for {option}")),
+                Some((_, body)) if !body.contains(&format!("Default: {first}")) => wrong.push(
+                    format!("{title}: {option} does not say its default {default:?}"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "man/fastgate.1: {wrong:#?}");
+    assert!(checked > 30, "only {checked} defaults found in --help");
 }
 
 #[test]
