@@ -654,7 +654,7 @@ def report(rows, cfg, targets, modes, notes):
         for r in starved:
             out.append(f"- round {r['round']}, {LABEL[r['target']]}, c={r['c']}: the backend held {r['held']} "
                        f"of {r['c']} connections mid-run; the others waited unanswered in the listen backlog "
-                       "(fastgate bench counts no error for a request that never completes)")
+                       "(fastgate bench reports them as unserved_connections and exits 1)")
     if notes:
         out.append("\n### Notes\n")
         out.extend(f"- {n}" for n in notes)
