@@ -7,3 +7,6 @@ echo "== bench/nginx-hello.sh"
 echo
 echo "== bench/rss.sh"
 ./bench/rss.sh
+echo
+echo "== bench/cgi.sh"
+./bench/cgi.sh

@@ -328,3 +328,26 @@ fn the_app_refuses_to_start_without_a_root_or_as_root() {
         assert!(out.stderr.contains(flag), "{}", out.stderr);
     }
 }
+
+#[test]
+fn spawn_fcgi_starts_it_in_place_of_fcgiwrap() {
+    if !common::require_tool("spawn-fcgi") {
+        return;
+    }
+    let root = TempDir::new();
+    script(
+        &root,
+        "hi.sh",
+        "echo 'Content-Type: text/plain'\necho\necho hi from cgi\n",
+    );
+    let dir = TempDir::new();
+    let sock = dir.join("sf.sock");
+    let mut cmd = std::process::Command::new("spawn-fcgi");
+    let root_s = root.path().to_str().expect("utf-8");
+    cmd.args(["-n", "-s", &sock, "--", common::bin(), "serve"])
+        .args(["--mount", "/=cgi", "--cgi-root", root_s, "--cgi-allow-root"]);
+    common::clean_env(&mut cmd);
+    let server = Server::spawn(cmd, dir, 1);
+    let resp = send(&server, &params(&root, "GET", "/hi.sh", 0), b"").response();
+    assert_eq!(resp.body_str(), "hi from cgi\n");
+}
