@@ -103,6 +103,18 @@ fn headers_environment_and_the_body_echoed() {
         );
     }
     assert_eq!(server.settle_fd_count(fds, Duration::from_secs(5)), fds);
+    assert_eq!(children(server.pid()), "", "every script reaped");
+}
+
+/// The child processes of `pid` (zombies included), space-separated.
+fn children(pid: i32) -> String {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    let mut all = String::new();
+    for task in tasks.flatten() {
+        let list = fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        all.push_str(list.trim());
+    }
+    all
 }
 
 #[test]
