@@ -97,21 +97,33 @@ end=$(date +%s.%N)
 [ "$got" = "done" ] || { echo "upload gave '$got'" >&2; exit 1; }
 echo "after:  VmRSS $(vm VmRSS) kB, VmHWM $(vm VmHWM) kB (peak), $(awk -v a="$start" -v b="$end" -v m="$UPLOAD_MB" 'BEGIN {printf "%.0f MB/s", m / (b - a)}')"
 
-# run_wrk NAME PATH: one wrk run, one line: req/s, ratio to the spawn limit, p50, p99.
+# CPU time (user + system, clock ticks) fastgate itself has used so far:
+# its own threads, not the scripts it ran.
+fg_ticks() { awk '{print $14 + $15}' /proc/"$FASTGATE_PID"/stat; }
+
+# run_wrk NAME PATH: one wrk run, one line: req/s, ratio to the spawn
+# limit, p50, p99, and for fastgate its own CPU µs per request.
 run_wrk() {
-    local out rps p50 p99 errs
+    local out rps p50 p99 errs t0 t1 requests fg_us
+    t0=$(fg_ticks)
     out=$(timeout 120 wrk -t1 -c"$N" -d"$DURATION" --latency "$URL/$2")
+    t1=$(fg_ticks)
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    fg_us=$(awk -v d=$((t1 - t0)) -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { if (n > 0 && d > 0) printf "%.0f", d * 1e6 / hz / n; else print "-" }')
+    case "$2" in fastgate/*) ;; *) fg_us="-" ;; esac
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
     p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
     p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
     errs=$(awk '/Non-2xx/ {print "non-2xx " $NF} /Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-    printf '%-26s %9s %7s %9s %9s %5s  %s\n' "$1" "$rps" \
-        "$(awk -v r="$rps" -v l="$LIMIT" 'BEGIN {printf "%.2f", r / l}')" "$p50" "$p99" "$(load1)" "${errs:-}"
+    printf '%-26s %9s %7s %9s %9s %6s %5s  %s\n' "$1" "$rps" \
+        "$(awk -v r="$rps" -v l="$LIMIT" 'BEGIN {printf "%.2f", r / l}')" "$p50" "$p99" "$fg_us" \
+        "$(load1)" "${errs:-}"
 }
 
 spawn_limit() {
     LIMIT=$("$TMP/spawnloop" "$1" "${DURATION%s}" "$N")
-    printf '%-26s %9s %7s %9s %9s %5s\n' "spawn limit ($2)" "$LIMIT" "1.00" "-" "-" "$(load1)"
+    printf '%-26s %9s %7s %9s %9s %6s %5s\n' "spawn limit ($2)" "$LIMIT" "1.00" "-" "-" "-" "$(load1)"
 }
 
 echo
@@ -119,7 +131,8 @@ echo "== wrk -t1 -c$N -d$DURATION --latency through nginx (1 worker); fastgate -
 say "warm-up"
 timeout 30 wrk -t1 -c"$N" -d1s "$URL/fastgate/hello.cgi" >/dev/null
 timeout 30 wrk -t1 -c"$N" -d1s "$URL/fcgiwrap/hello.cgi" >/dev/null
-printf '%-26s %9s %7s %9s %9s %5s\n' "target" "req/s" "ratio" "p50" "p99" "load"
+printf '%-26s %9s %7s %9s %9s %6s %5s\n' "target" "req/s" "ratio" "p50" "p99" "fg us" "load"
+echo "(ratio: to the spawn limit of the same program just before; fg us: fastgate's own CPU per request, its scripts not counted)"
 for round in $(seq "$ROUNDS"); do
     spawn_limit "$CGI/hello.cgi" "C #$round"
     run_wrk "fastgate C (#$round)" fastgate/hello.cgi
