@@ -5,15 +5,34 @@
 #   make lint        clippy with warnings as errors, rustfmt check
 #   make bench       nginx + fastgate throughput and memory figures (docs/BENCHMARKS.md)
 #   make fuzz-build  check that the fuzz targets compile (needs cargo-fuzz's nightly setup)
+#   make install     the binary, the man page and deploy/ under $(DESTDIR)$(PREFIX)
+#   make uninstall   removes exactly what make install put there
 
 CARGO ?= cargo
 LISTEN ?= fastcgi://127.0.0.1:9000
+
+# make install: $(DESTDIR)$(PREFIX)/bin/fastgate, .../share/man/man1/fastgate.1
+# and every file of deploy/ under .../share/fastgate/. BIN is the binary
+# installed; given on the command line (`make install BIN=path`), nothing is
+# built.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BIN ?= target/release/fastgate
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+MAN1DIR = $(DESTDIR)$(PREFIX)/share/man/man1
+SHAREDIR = $(DESTDIR)$(PREFIX)/share/fastgate
+# Every file under deploy/, as paths relative to it (no spaces in them).
+DEPLOY_FILES := $(shell cd deploy && find . -type f | sed 's|^\./||' | LC_ALL=C sort)
+# `make install` builds the release binary only when BIN is the default.
+ifeq ($(origin BIN),file)
+INSTALL_BIN_DEP = build
+endif
 
 # nginx, haproxy, lighttpd and apache2 live in /usr/sbin on Debian, which is
 # not on an ordinary user's PATH; the tests look the tools up on PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all run build test test-deps lint bench fuzz-build clean
+.PHONY: all run build test test-deps lint bench fuzz-build clean install uninstall
 
 all: build
 
@@ -41,6 +60,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 
 bench: build
+	./scripts/install-bench-deps.sh
 	./bench/run.sh
 
 fuzz-build:
@@ -48,3 +68,26 @@ fuzz-build:
 
 clean:
 	$(CARGO) clean
+
+# Files keep their mode class: executables (deploy/spawn-fcgi/*.sh) 755,
+# the rest 644.
+install: $(INSTALL_BIN_DEP)
+	install -d $(BINDIR) $(MAN1DIR) $(SHAREDIR)
+	install -m 755 $(BIN) $(BINDIR)/fastgate
+	install -m 644 man/fastgate.1 $(MAN1DIR)/fastgate.1
+	@set -e; for f in $(DEPLOY_FILES); do \
+		mode=644; [ -x "deploy/$$f" ] && mode=755; \
+		echo "install -D -m $$mode deploy/$$f $(SHAREDIR)/$$f"; \
+		install -D -m $$mode "deploy/$$f" "$(SHAREDIR)/$$f"; \
+	done
+
+# Removes the files install put there, then the directories under
+# share/fastgate/ that this leaves empty; nothing else.
+uninstall:
+	rm -f $(BINDIR)/fastgate $(MAN1DIR)/fastgate.1
+	@set -e; for f in $(DEPLOY_FILES); do \
+		echo "rm -f $(SHAREDIR)/$$f"; rm -f "$(SHAREDIR)/$$f"; \
+	done
+	@if [ -d $(SHAREDIR) ]; then \
+		find $(SHAREDIR) -depth -type d -empty -exec rmdir {} \; ; \
+	fi

@@ -13,6 +13,8 @@
 # - caddy 2.6 (`reverse_proxy` with `transport fastcgi`) and h2o 2.2
 #   (`fastcgi.connect`) are the other front servers the tests drive; both
 #   packages ship a service the policy-rc.d trick below keeps down.
+# - `systemd` (for systemd-analyze and systemd-socket-activate) installs
+#   fine in a container where systemd is not PID 1; nothing is started.
 set -euo pipefail
 
 # tool name (what the tests look for on PATH) → Debian package
@@ -35,6 +37,15 @@ TOOLS=(
     "fcgiwrap:fcgiwrap"
     "wrk:wrk"
     "curl:curl"
+    # tests/deploy.rs: `systemd-analyze verify` on the units, and
+    # systemd-socket-activate to hand fastgate a socket as systemd does;
+    # `logrotate -d` on the logrotate file. tests/docs.rs: `mandoc -Tlint`
+    # on the man page. tests/install.rs: `make install`.
+    "systemd-analyze:systemd"
+    "systemd-socket-activate:systemd"
+    "logrotate:logrotate"
+    "mandoc:mandoc"
+    "make:make"
     # `make test` checks the fuzz targets: libfuzzer-sys compiles libFuzzer's C++.
     "c++:g++"
     # A python3/MODULE entry is a Python module (see have): the status
@@ -66,7 +77,7 @@ missing=()
 for entry in "${TOOLS[@]}"; do
     tool=${entry%%:*}
     pkg=${entry#*:}
-    if ! have "$tool"; then
+    if ! have "$tool" && [[ " ${missing[*]} " != *" $pkg "* ]]; then
         missing+=("$pkg")
     fi
 done

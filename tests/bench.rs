@@ -123,10 +123,94 @@ fn usage_errors_exit_2_naming_the_flag() {
         (&["127.0.0.1:1", "-c", "0"][..], "-c"),
         (&["127.0.0.1:1", "--mux", "x"], "--mux"),
         (&["127.0.0.1:1", "-d", "soon"], "-d"),
+        (&["127.0.0.1:1", "--timeout", "0s"], "--timeout"),
+        (&["127.0.0.1:1", "--param", "NOVALUE"], "--param"),
     ] {
         let out = bench(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.starts_with(&format!("fastgate: {flag} ")), "{err}");
     }
+}
+
+#[test]
+fn a_backend_that_never_answers_fails_after_the_timeout() {
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--mount",
+        "/sleep=sleep",
+    ]);
+    let args = [&server.spec(0), "/sleep?ms=20000", "-c", "2", "-n", "2"];
+    let (code, report, err) = bench_json(&[&args[..], &["--timeout", "500ms"]].concat());
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(report["errors"], 2, "{report}");
+    assert!(err.contains("no response within 500ms"), "{err}");
+}
+
+/// On a terminal the run shows a live line (requests so far, the rate),
+/// rewritten in place and wiped before the report; piped it shows none
+/// (`assert_clean`). Python's pty module gives the run a terminal.
+#[test]
+fn a_terminal_gets_a_live_progress_line() {
+    if !common::require_tool("python3") {
+        return;
+    }
+    let server = Server::start(&["--listen", "fastcgi://127.0.0.1:0"]);
+    let script = "import pty, sys; pty.spawn(sys.argv[1:])";
+    let out = Command::new("python3")
+        .args(["-c", script, env!("CARGO_BIN_EXE_fastgate"), "bench"])
+        .args([&server.spec(0), "/", "-c", "2", "-d", "3500ms"])
+        .output()
+        .expect("python3 runs");
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{seen}");
+    let live = seen.matches("\r\x1b[K").count();
+    assert!(live >= 3, "two progress lines and the wipe: {seen:?}");
+    assert!(seen.contains(" requests, 0 errors, "), "{seen:?}");
+    assert!(seen.contains("req/s"), "{seen:?}");
+}
+
+/// `--param` replaces what bench sends like nginx (here SCRIPT_NAME, which
+/// routes: `/x` alone is a 404).
+#[test]
+fn a_param_replaces_the_one_sent_like_nginx() {
+    let server = Server::start(&[
+        "--listen",
+        "fastcgi://127.0.0.1:0",
+        "--mount",
+        "/hello=hello",
+    ]);
+    let spec = server.spec(0);
+    let (code, report, _) = bench_json(&[&spec, "/x", "-c", "1", "-n", "3"]);
+    assert_eq!((code, &report["errors"]), (Some(1), &3.into()), "{report}");
+    assert_clean(
+        &[
+            &spec,
+            "/x",
+            "-c",
+            "1",
+            "-n",
+            "3",
+            "--param",
+            "SCRIPT_NAME=/hello",
+        ],
+        3,
+    );
+}
+
+/// A backend that serves some connections and leaves the others waiting
+/// (here one kept-alive connection at a time, `--max-conns 1`) starves
+/// them: no request fails, yet the run says so and exits 1.
+#[test]
+fn starved_connections_are_reported_and_exit_1() {
+    let server = Server::start(&["--listen", "fastcgi://127.0.0.1:0", "--max-conns", "1"]);
+    let (code, report, err) = bench_json(&[&server.spec(0), "/", "-c", "3", "-d", "1s"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(report["unserved_connections"], 2, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        err.contains("2 of 3 connections never got an answer"),
+        "{err}"
+    );
 }

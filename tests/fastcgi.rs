@@ -458,6 +458,40 @@ fn keep_conn_off_closes_after_end_request() {
     );
 }
 
+/// Over a Unix socket a connection whose input is all in closes at once
+/// (a Unix socket delivers what was written before the close, so there is
+/// nothing to linger for): the peer's next write finds it gone. After a
+/// refusal it lingers, still reading what the peer sends (see
+/// `refusals_survive_the_close_that_follows_them` in tests/nginx.rs).
+#[test]
+fn a_unix_connection_closes_at_once_unless_a_refusal_must_linger() {
+    let unix = [
+        "--listen",
+        "fastcgi:{dir}/a.sock",
+        "--max-body-bytes",
+        "100",
+    ];
+    let server = Server::start(&[&unix[..], ALL_APPS].concat());
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.request(1, false, &nginx_params("GET", "/ping", None), b"");
+    assert_eq!(complete(&c.read_until_end(1), "ping").body_str(), "pong\n");
+    assert_eq!(c.expect_closed(Duration::from_secs(5)), Ok(()));
+    let late = c.try_send_raw(&[0; 8]);
+    assert_eq!(
+        late.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::BrokenPipe)
+    );
+
+    let mut c = FcgiConn::connect(&server.spec(0));
+    c.begin(1, RESPONDER, false);
+    c.params(1, &nginx_params("POST", "/echo", Some(1000)));
+    c.stdin(1, &[7; 500]);
+    assert_eq!(complete(&c.read_until_end(1), "413").status, 413);
+    assert_eq!(c.expect_closed(Duration::from_secs(5)), Ok(()));
+    c.try_send_raw(&[0; 8])
+        .expect("a refused connection lingers, reading what still comes");
+}
+
 #[test]
 fn third_request_waits_for_one_of_two_workers() {
     let server = tcp_server(&["--max-threads", "2", "--min-threads", "1"]);

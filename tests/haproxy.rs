@@ -94,6 +94,17 @@ impl Haproxy {
         fs::write(&cfg, config(&snippet, port)).expect("write haproxy.cfg");
         let haproxy = common::find_on_path("haproxy").expect("haproxy on PATH");
         let cfg = cfg.display().to_string();
+        // The configuration check an operator runs before a reload.
+        let check = std::process::Command::new(&haproxy)
+            .args(["-c", "-f", &cfg])
+            .output()
+            .expect("run haproxy -c");
+        assert!(
+            check.status.success(),
+            "haproxy -c: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
         // -db: stay in the foreground, one process we can kill by pid.
         let args = ["-db", "-f", &cfg];
         let log = dir.path().join("haproxy.log");

@@ -11,6 +11,11 @@
 //! `server.username = "www-data"` (checked: the copies run as www-data);
 //! not as root, those lines are left out and everything runs as the
 //! current user.
+//!
+//! `deploy/lighttpd/fastgate-socket.conf` (mod_fastcgi) and
+//! `fastgate-scgi.conf` (mod_scgi) connect to a fastgate the test starts,
+//! which gives its socket to www-data with `--socket-owner`. Every
+//! configuration passes `lighttpd -tt` first.
 
 mod common;
 mod frontend;
@@ -29,6 +34,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 const CONF: &str = include_str!("../deploy/lighttpd/fastgate.conf");
+const SOCKET_CONF: &str = include_str!("../deploy/lighttpd/fastgate-socket.conf");
+const SCGI_CONF: &str = include_str!("../deploy/lighttpd/fastgate-scgi.conf");
+/// The socket the snippets for a running fastgate connect to.
+const RUNNING_SOCKET: &str = "\"/run/fastgate.sock\"";
 /// What the test replaces in the shipped file (each occurs once).
 const SNIPPET_SOCKET: &str = "\"/run/lighttpd/fastgate.sock\"";
 const SNIPPET_BIN: &str = "\"/usr/local/bin/fastgate serve\"";
@@ -54,17 +63,20 @@ impl Lighttpd {
     /// As [`Lighttpd::start`], with `args` after `serve` on bin-path.
     fn start_with(procs: usize, args: &str) -> Lighttpd {
         let dir = TempDir::new("lighttpd");
+        let site = snippet(dir.path(), procs, args);
+        Lighttpd::start_site(dir, &site)
+    }
+
+    /// lighttpd in `dir` with `site` (a rendered snippet) included, after
+    /// `lighttpd -tt` accepted the whole configuration.
+    fn start_site(dir: TempDir, site: &str) -> Lighttpd {
         let port = frontend::free_port();
         let user = frontend::front_user();
         let conf = dir.path().join("lighttpd.conf");
         let log = dir.path().join("lighttpd.log");
         std::fs::write(&conf, main_conf(dir.path(), port, &log, user.is_some()))
             .expect("write lighttpd.conf");
-        std::fs::write(
-            dir.path().join("fastgate.conf"),
-            snippet(dir.path(), procs, args),
-        )
-        .expect("write fastgate.conf");
+        std::fs::write(dir.path().join("fastgate.conf"), site).expect("write fastgate.conf");
         if let Some((uid, gid)) = user {
             // The copies, run as www-data, have their sockets made here,
             // and lighttpd opens its error log once it is www-data.
@@ -73,6 +85,18 @@ impl Lighttpd {
             frontend::give_dir(dir.path(), uid, gid);
         }
         let lighttpd = common::find_on_path("lighttpd").expect("lighttpd on PATH");
+        let check = Command::new(&lighttpd)
+            .arg("-tt")
+            .arg("-f")
+            .arg(&conf)
+            .output()
+            .expect("run lighttpd -tt");
+        assert!(
+            check.status.success(),
+            "lighttpd -tt: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
         let mut cmd = Command::new(lighttpd);
         cmd.arg("-D").arg("-f").arg(&conf);
         // lighttpd hands its environment to the copies: no stray
@@ -370,4 +394,47 @@ fn one_copy_may_prefork_on_its_socket() {
         stopped(&log),
         "the master did not stop with lighttpd:\n{log}"
     );
+}
+
+/// lighttpd with `conf` (a snippet for a fastgate it does not start)
+/// pointed at a fastgate serving the front-server test apps; the answers
+/// every front server gives, and the params.
+fn serve_through(conf: &str) -> Vec<(String, String)> {
+    let server = common::Server::start(&frontend::socket_app_args());
+    let dir = TempDir::new("lighttpd");
+    let sock = format!("\"{}\"", server.unix_path(0).display());
+    let lighttpd = Lighttpd::start_site(dir, &replace_once(conf, RUNNING_SOCKET, &sock));
+    if let Some((uid, _)) = frontend::front_user() {
+        // lighttpd itself connects, as server.username: the socket's owner.
+        let seen = frontend::wait_uid(lighttpd.proc().pid(), uid);
+        assert_eq!(seen, Some(uid), "lighttpd runs as {seen:?}");
+    }
+    let mut client = lighttpd.client();
+    assert_hello(&client.get("/hello").expect("GET /hello"));
+    let body = pattern(1_000_000, 4);
+    assert_echo(&client.post("/echo", &body).expect("POST /echo"), &body);
+    let resp = client.get("/nope").expect("GET /nope");
+    assert_eq!(resp.status, 404, "unmounted; body {}", resp.text());
+    let env = common_env(&mut client, "/env?y=2");
+    let software = env_value(&env, "SERVER_SOFTWARE").unwrap_or("");
+    assert!(software.starts_with("lighttpd/"), "{software:?}");
+    env
+}
+
+#[test]
+fn fastcgi_to_a_socket_fastgate_listens_on() {
+    if !require_tool("lighttpd") {
+        return;
+    }
+    let env = serve_through(SOCKET_CONF);
+    assert_env(&env, "GATEWAY_INTERFACE", "CGI/1.1");
+}
+
+#[test]
+fn scgi_to_a_socket_fastgate_listens_on() {
+    if !require_tool("lighttpd") {
+        return;
+    }
+    let env = serve_through(SCGI_CONF);
+    assert_env(&env, "SCGI", "1");
 }

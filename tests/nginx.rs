@@ -14,6 +14,12 @@
 //! `fastcgi_keep_conn on`, scgi_pass, and `fastcgi_request_buffering off` with
 //! a chunked upload (a body with no CONTENT_LENGTH). The fastgate command in
 //! the snippet's comment is run as written too (socket path substituted).
+//!
+//! `deploy/nginx/fastgate-cluster.conf` runs with three fastgate processes
+//! on 127.0.0.1 ports standing in for its three hosts: requests are spread
+//! over them, and still succeed (a POST included) with one of them down.
+//! The `status` and `ping` locations of fastgate.conf answer 127.0.0.1 and
+//! refuse 127.0.0.2. Every snippet passes `nginx -t` first.
 
 mod common;
 mod frontend;
@@ -31,6 +37,10 @@ use frontend::{
 
 const FASTCGI_SNIPPET: &str = include_str!("../deploy/nginx/fastgate.conf");
 const SCGI_SNIPPET: &str = include_str!("../deploy/nginx/fastgate-scgi.conf");
+const CLUSTER_SNIPPET: &str = include_str!("../deploy/nginx/fastgate-cluster.conf");
+
+/// The three hosts the cluster snippet lists, replaced by local fastgates.
+const CLUSTER_HOSTS: [&str; 3] = ["10.0.0.11:9000", "10.0.0.12:9000", "10.0.0.13:9000"];
 
 /// The socket address the snippets name, replaced by the test's own.
 const SNIPPET_SOCKET: &str = "unix:/run/fastgate.sock";
@@ -561,4 +571,189 @@ fn a_long_poll_is_released_by_a_post_through_nginx() {
     for s in sleepers {
         assert_eq!(s.join().expect("sleeper").expect("GET /sleep"), 200);
     }
+}
+
+/// `nginx -t` on the config that [`Nginx::start`] would run.
+fn assert_nginx_t(site: &str) {
+    let dir = TempDir::new("nginx-t");
+    write_config(dir.path(), site, frontend::front_user().is_some());
+    let d = dir.path().display().to_string();
+    let nginx = common::find_on_path("nginx").expect("nginx on PATH");
+    let conf = format!("{d}/nginx.conf");
+    let out = std::process::Command::new(nginx)
+        .args([
+            "-t",
+            "-p",
+            &d,
+            "-c",
+            &conf,
+            "-e",
+            &format!("{d}/nginx-t.log"),
+        ])
+        .output()
+        .expect("run nginx -t");
+    assert!(
+        out.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The cluster snippet with its hosts replaced by `backends`.
+fn render_cluster(backends: &[String], port: u16) -> String {
+    let mut site = CLUSTER_SNIPPET.to_string();
+    for (host, backend) in CLUSTER_HOSTS.iter().zip(backends) {
+        site = replace_once(
+            &site,
+            &format!("server {host} "),
+            &format!("server {backend} "),
+        );
+    }
+    replace_once(&site, SNIPPET_LISTEN, &format!("listen 127.0.0.1:{port};"))
+}
+
+#[test]
+fn nginx_t_accepts_every_snippet() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let port = frontend::free_port();
+    assert_nginx_t(&render(FASTCGI_SNIPPET, "unix:/tmp/none.sock", port));
+    assert_nginx_t(&render(SCGI_SNIPPET, "unix:/tmp/none.sock", port));
+    let hosts: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", 9000 + i)).collect();
+    assert_nginx_t(&render_cluster(&hosts, port));
+}
+
+/// `requests` counted by one fastgate's `status` app.
+fn requests_served(server: &Server) -> u64 {
+    let spec = format!("fastcgi://{}", server.tcp_addr(0));
+    let status = common::fcgi_get(&spec, "/status?json");
+    let json: serde_json::Value = serde_json::from_slice(&status.body).expect("status JSON");
+    json["requests"].as_u64().expect("requests")
+}
+
+#[test]
+fn several_hosts_share_the_load_and_cover_for_one_that_is_down() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let start = || {
+        let mut args = vec!["--listen", "fastcgi://127.0.0.1:0"];
+        args.extend_from_slice(MOUNTS);
+        args.extend(["--mount", "/status=status"]);
+        Server::start(&args)
+    };
+    let mut hosts: Vec<Server> = (0..3).map(|_| start()).collect();
+    let backends: Vec<String> = hosts.iter().map(|h| h.tcp_addr(0).to_string()).collect();
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render_cluster(&backends, port), port);
+    let mut client = nginx.client();
+    for _ in 0..9 {
+        assert_hello(&client.get("/hello").expect("GET /hello"));
+    }
+    // Round robin: each host had its share (status requests are counted
+    // after they are answered, so each count is of /hello alone).
+    for (i, host) in hosts.iter().enumerate() {
+        assert!(requests_served(host) >= 1, "host {i} served nothing");
+    }
+
+    // One host goes down (SIGKILL: its connections reset, its port
+    // refuses). Every request still gets its answer from the others:
+    // nginx passes a GET on after an error, and a POST too as long as it
+    // never reached the dead host (a refused connect), which is all that
+    // `fastcgi_next_upstream error timeout` allows.
+    drop(hosts.remove(1));
+    for i in 0..12 {
+        assert_hello(
+            &client
+                .get("/hello")
+                .unwrap_or_else(|e| panic!("GET {i}: {e}")),
+        );
+    }
+    let body = pattern(300_000, 5);
+    for i in 0..6 {
+        let resp = nginx
+            .client()
+            .post("/echo", &body)
+            .unwrap_or_else(|e| panic!("POST {i}: {e}"));
+        assert_echo(&resp, &body);
+    }
+    let log = nginx.log_text();
+    assert!(
+        log.contains("Connection refused"),
+        "nginx never met the dead host: {log}"
+    );
+}
+
+/// One HTTP/1.0 GET to 127.0.0.1:`port` from source address `from`; the
+/// status code.
+fn status_from(from: std::net::Ipv4Addr, port: u16, path: &str) -> u16 {
+    use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    use std::io::{Read, Write};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    let [a, b, c, d] = from.octets();
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(a, b, c, d, 0),
+    )
+    .unwrap_or_else(|e| panic!("bind {from}: {e}"));
+    connect(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::new(127, 0, 0, 1, port),
+    )
+    .expect("connect to nginx");
+    let mut stream = std::net::TcpStream::from(fd);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut head = Vec::new();
+    stream.read_to_end(&mut head).expect("read the answer");
+    let text = String::from_utf8_lossy(&head);
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+#[test]
+fn status_and_ping_answer_this_machine_only() {
+    if !require_tool("nginx") {
+        return;
+    }
+    let mut args = vec!["--listen", "{dir}/fg.sock"];
+    args.extend(socket_owner_args());
+    args.extend([
+        "--mount",
+        "/=hello",
+        "--mount",
+        "/status=status",
+        "--mount",
+        "/ping=ping",
+    ]);
+    let server = Server::start(&args);
+    let upstream = format!("unix:{}", server.unix_path(0).display());
+    let port = frontend::free_port();
+    let nginx = Nginx::start(&render(FASTCGI_SNIPPET, &upstream, port), port);
+
+    let mut client = nginx.client();
+    let ping = client.get("/ping").expect("GET /ping");
+    assert_eq!((ping.status, ping.text().as_str()), (200, "pong\n"));
+    let status = client.get("/status?json").expect("GET /status");
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert!(status.text().contains("\"requests\""), "{}", status.text());
+
+    // Another address of this machine is not 127.0.0.1: refused by nginx.
+    let other = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    assert_eq!(status_from(other, port, "/status"), 403);
+    assert_eq!(status_from(other, port, "/ping"), 403);
+    assert_eq!(status_from(other, port, "/"), 200, "the site stays open");
+    let local = std::net::Ipv4Addr::LOCALHOST;
+    assert_eq!(status_from(local, port, "/status"), 200);
 }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::config::Error;
-use super::request::{parse_spec, read_data};
+use super::request::{parse_header, parse_param, parse_spec, read_data};
 use super::units::parse_duration;
 use crate::client::bench::{self, BenchOptions, Limit, Progress, Report};
 use crate::client::RequestOptions;
@@ -36,14 +36,22 @@ pub(crate) fn run(args: &BenchArgs, verbosity: (u8, u8)) -> ExitCode {
     } else {
         print!("{}", summary(&report));
     }
-    if report.errors == 0 {
+    if report.unserved_connections > 0 {
+        eprintln!(
+            "fastgate: bench: {} of {} connections never got an answer (the backend starved them)",
+            report.unserved_connections, opts.connections
+        );
+    }
+    if report.errors == 0 && report.unserved_connections == 0 {
         return ExitCode::SUCCESS;
     }
-    let first = report.first_error.as_deref().unwrap_or("unknown");
-    eprintln!(
-        "fastgate: bench: {} of {} requests failed; the first: {first}",
-        report.errors, report.requests
-    );
+    if report.errors > 0 {
+        let first = report.first_error.as_deref().unwrap_or("unknown");
+        eprintln!(
+            "fastgate: bench: {} of {} requests failed; the first: {first}",
+            report.errors, report.requests
+        );
+    }
     ExitCode::from(1)
 }
 
@@ -75,9 +83,25 @@ pub struct BenchArgs {
     /// Request body (a POST with CONTENT_LENGTH), or @FILE to read it from a file
     #[arg(long, value_name = "STRING|@FILE", allow_hyphen_values = true)]
     pub data: Option<String>,
+    /// An HTTP header, sent as an HTTP_NAME param (repeatable)
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        allow_hyphen_values = true
+    )]
+    pub headers: Vec<String>,
+    /// An extra param, replacing one of the same name, e.g.
+    /// SCRIPT_FILENAME=/srv/www/hello.php for php-fpm (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE", allow_hyphen_values = true)]
+    pub params: Vec<String>,
     /// Threads the connections are split over
     #[arg(short = 't', long, value_name = "N", default_value = "1")]
     pub threads: String,
+    /// How long a connection may wait with nothing answered before its
+    /// requests count as failed
+    #[arg(long, value_name = "D", default_value = "30s")]
+    pub timeout: String,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
@@ -103,6 +127,20 @@ impl BenchArgs {
             request.method = "POST".to_string();
         }
         request.keep_conn = !self.no_keep_conn;
+        request.headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<_, _>>()?;
+        request.params = self
+            .params
+            .iter()
+            .map(|p| parse_param(p))
+            .collect::<Result<_, _>>()?;
+        request.timeout = match parse_duration(&self.timeout) {
+            Ok(d) if !d.is_zero() => d,
+            _ => return Err(Error::new("--timeout", &self.timeout, DURATION_EXAMPLE)),
+        };
         let scgi = request.spec.protocol == Protocol::Scgi;
         let mux = count("--mux", &self.mux, u64::from(u16::MAX))?;
         if mux > 1 && (scgi || self.no_keep_conn) {
@@ -125,14 +163,12 @@ impl BenchArgs {
         let text = self.duration.as_deref().unwrap_or("5s");
         match parse_duration(text) {
             Ok(d) if !d.is_zero() => Ok(Limit::Duration(d)),
-            _ => Err(Error::new(
-                "-d",
-                text,
-                "expected a duration like 500ms, 5s or 1m",
-            )),
+            _ => Err(Error::new("-d", text, DURATION_EXAMPLE)),
         }
     }
 }
+
+const DURATION_EXAMPLE: &str = "expected a duration like 500ms, 5s or 1m";
 
 /// A whole number from 1 to `max`.
 fn count(flag: &str, value: &str, max: u64) -> Result<u64, Error> {
@@ -170,7 +206,8 @@ fn summary(r: &Report) -> String {
         "requests  {} in {:.2} s, {} errors\n\
          req/s     {:.1}\n\
          latency   p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n\
-         bytes     {} received, {} sent\n",
+         bytes     {} received, {} sent\n\
+         unserved  {} connections\n",
         r.requests,
         r.elapsed.as_secs_f64(),
         r.errors,
@@ -181,6 +218,7 @@ fn summary(r: &Report) -> String {
         p[3],
         r.bytes_received,
         r.bytes_sent,
+        r.unserved_connections,
     )
 }
 
@@ -194,7 +232,8 @@ fn json(r: &Report) -> String {
     format!(
         "{{\"requests\":{},\"errors\":{},\"seconds\":{:.6},\"req_per_sec\":{:.1},\
          \"latency_ms\":{{\"p50\":{:.3},\"p90\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\
-         \"bytes_received\":{},\"bytes_sent\":{},\"first_error\":{first_error}}}",
+         \"bytes_received\":{},\"bytes_sent\":{},\"unserved_connections\":{},\
+         \"first_error\":{first_error}}}",
         r.requests,
         r.errors,
         r.elapsed.as_secs_f64(),
@@ -205,6 +244,7 @@ fn json(r: &Report) -> String {
         p[3],
         r.bytes_received,
         r.bytes_sent,
+        r.unserved_connections,
     )
 }
 

@@ -174,7 +174,7 @@ fn check_method(method: &str) -> Result<String, Error> {
 }
 
 /// `Name: value`.
-fn parse_header(header: &str) -> Result<(String, String), Error> {
+pub(crate) fn parse_header(header: &str) -> Result<(String, String), Error> {
     let bad = || Error::new("--header", header, "expected 'Name: value'");
     let (name, value) = header.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
@@ -186,7 +186,7 @@ fn parse_header(header: &str) -> Result<(String, String), Error> {
 }
 
 /// `NAME=VALUE`.
-fn parse_param(param: &str) -> Result<(String, String), Error> {
+pub(crate) fn parse_param(param: &str) -> Result<(String, String), Error> {
     match param.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(Error::new("--param", param, "expected NAME=VALUE")),

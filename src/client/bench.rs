@@ -78,6 +78,10 @@ pub struct Report {
     pub bytes_sent: u64,
     /// The first failure, described.
     pub first_error: Option<String>,
+    /// Connections (of `-c`) that got no answer at all during the run: a
+    /// backend that serves only some of its clients starves the rest, and
+    /// they show here rather than as errors.
+    pub unserved_connections: u64,
 }
 
 impl Report {
@@ -111,6 +115,7 @@ impl Report {
         if self.first_error.is_none() {
             self.first_error = stats.first_error;
         }
+        self.unserved_connections += stats.unserved;
     }
 }
 
@@ -332,6 +337,8 @@ struct Stats {
     received: u64,
     sent: u64,
     first_error: Option<String>,
+    /// Connection slots that never got an answer.
+    unserved: u64,
 }
 
 /// What a connection should do after an event.
@@ -350,6 +357,9 @@ struct Worker<'s, 'a> {
     last_progress: Instant,
     /// Slots closed since the last look, to open again.
     reopen: Vec<usize>,
+    /// Slots that sent a request, and slots that got at least one answer.
+    asked: Vec<bool>,
+    answered: Vec<bool>,
 }
 
 impl<'s, 'a> Worker<'s, 'a> {
@@ -361,6 +371,8 @@ impl<'s, 'a> Worker<'s, 'a> {
             buf: vec![0; 64 << 10],
             last_progress: Instant::now(),
             reopen: Vec::new(),
+            asked: vec![false; connections],
+            answered: vec![false; connections],
         }
     }
 
@@ -383,6 +395,12 @@ impl<'s, 'a> Worker<'s, 'a> {
             self.check_stalled();
         }
         self.shared.running.fetch_add(1, Ordering::Relaxed);
+        let unserved = self
+            .asked
+            .iter()
+            .zip(&self.answered)
+            .filter(|(q, a)| **q && !**a);
+        self.stats.unserved = unserved.count() as u64;
         self.stats
     }
 
@@ -409,6 +427,7 @@ impl<'s, 'a> Worker<'s, 'a> {
     }
 
     fn start_conn(&mut self, i: usize, sock: Sock) {
+        self.asked[i] = true;
         let mut conn = Conn {
             sock,
             out: Vec::new(),
@@ -569,6 +588,7 @@ impl<'s, 'a> Worker<'s, 'a> {
                     let Some(flight) = conn.inflight.get_mut(slot).and_then(Option::take) else {
                         continue;
                     };
+                    self.answered[i] = true;
                     self.finish(flight);
                     if let After::Replace = self.next(i, slot) {
                         return After::Replace;
@@ -605,6 +625,7 @@ impl<'s, 'a> Worker<'s, 'a> {
         };
         if self.shared.scgi {
             if let Some(flight) = conn.inflight[0].take() {
+                self.answered[i] = true;
                 self.finish(flight);
             }
             return After::Replace;

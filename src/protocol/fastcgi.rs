@@ -746,6 +746,46 @@ pub fn encode_stream(out: &mut Vec<u8>, record_type: RecordType, request_id: u16
     }
 }
 
+/// Like [`encode_stream`] for data that `write` appends to `out` itself
+/// (a response head followed by its body, say): written in place behind a
+/// header patched afterwards, so the common case of one record costs no
+/// second buffer and no second copy. Writes nothing if `write` appends
+/// nothing.
+pub fn encode_stream_with(
+    out: &mut Vec<u8>,
+    record_type: RecordType,
+    request_id: u16,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER_LEN]);
+    write(out);
+    let len = out.len() - start - HEADER_LEN;
+    if len > MAX_CONTENT_LEN {
+        let data = out.split_off(start + HEADER_LEN);
+        out.truncate(start);
+        return encode_stream(out, record_type, request_id, &data);
+    }
+    if len == 0 {
+        return out.truncate(start);
+    }
+    let padding = (8 - len % 8) % 8;
+    let [id_hi, id_lo] = request_id.to_be_bytes();
+    let [len_hi, len_lo] = (len as u16).to_be_bytes();
+    let header = [
+        VERSION_1,
+        record_type as u8,
+        id_hi,
+        id_lo,
+        len_hi,
+        len_lo,
+        padding as u8,
+        0,
+    ];
+    out[start..start + HEADER_LEN].copy_from_slice(&header);
+    out.extend_from_slice(&[0u8; 8][..padding]);
+}
+
 /// The empty record that ends a stream.
 pub fn encode_end_of_stream(out: &mut Vec<u8>, record_type: RecordType, request_id: u16) {
     write_record(out, record_type as u8, request_id, &[]);
@@ -1418,6 +1458,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn encode_stream_with_writes_what_encode_stream_writes(
+            prefix in bytes(20),
+            head in bytes(300),
+            body_len in prop_oneof![0usize..200, 65_000usize..140_000],
+            id in any::<u16>(),
+        ) {
+            let body: Vec<u8> = (0..body_len).map(|i| i as u8).collect();
+            let mut want = prefix.clone();
+            encode_stream(&mut want, RecordType::Stdout, id, &[&head[..], &body[..]].concat());
+            let mut got = prefix.clone();
+            encode_stream_with(&mut got, RecordType::Stdout, id, |out| {
+                out.extend_from_slice(&head);
+                out.extend_from_slice(&body);
+            });
+            prop_assert_eq!(got, want);
+        }
+
         #[test]
         fn round_trip((wire, want) in conversation()) {
             prop_assert_eq!(whole(&wire), want);

@@ -91,6 +91,9 @@ pub struct ConnIo {
     /// The peer shut its sending side after complete requests (a
     /// half-close): they are answered, then the connection closes.
     pub peer_shut: bool,
+    /// The loop answered a request itself (a refusal), perhaps while its
+    /// body was still on its way: the close lingers.
+    pub refused: bool,
 }
 
 impl ConnIo {
@@ -167,6 +170,7 @@ impl Conn {
                 begun: 0,
                 ended: 0,
                 peer_shut: false,
+                refused: false,
                 held_waiting: false,
                 spooled: Arc::default(),
             },
@@ -410,7 +414,9 @@ impl Conn {
             .flush(&mut self.stream)
             .map_err(CloseReason::Io)?;
         self.note_progress(before, now);
-        if drained && self.state == ConnState::Closing {
+        if drained && self.state == ConnState::Closing && self.may_close_at_once() {
+            self.state = ConnState::Closed;
+        } else if drained && self.state == ConnState::Closing {
             self.state = match self.stream.shutdown_write() {
                 Ok(()) => ConnState::Lingering {
                     until: now + LINGER,
@@ -419,6 +425,21 @@ impl Conn {
             };
         }
         Ok(())
+    }
+
+    /// A Unix peer that has sent all its input loses nothing when the
+    /// connection closes without lingering: a Unix socket delivers what
+    /// was written before the close, unread input or not (only TCP resets
+    /// it). A refusal sent while the body still arrives lingers, so the
+    /// sender reads the refusal instead of a reset.
+    fn may_close_at_once(&self) -> bool {
+        let input_done = match &self.proto {
+            Proto::FastCgi(f) => f.input_complete(),
+            Proto::Scgi(s) => s.input_complete(),
+            Proto::Detect => false,
+        };
+        let unix = matches!(self.stream, Stream::Unix(_));
+        input_done && unix && self.rbuf.is_empty() && !self.io.refused
     }
 
     /// Notes whether output moved (for `--send-timeout`) and whether the

@@ -3,6 +3,7 @@
 //! answers itself. An `impl` on the loop's context, since a dispatch uses
 //! the router, the pool, the sender and the counters at once.
 
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use super::request::{routing_path, Request};
 use super::response::Response;
 use super::router::{AsyncHandler, Handler, Route};
 use super::shared::Shared;
+
 use crate::protocol::fastcgi::Role;
 use crate::protocol::params::Params;
 
@@ -33,6 +35,11 @@ impl Ctx {
         let path = routing_path(&params);
         let (prefix, route) = self.router.route(&path).ok_or(Refusal::new(404))?;
         self.check_length(&params)?;
+        // Most paths are a slice of the params: kept only when joined.
+        let path = match path {
+            Cow::Owned(joined) => Some(joined),
+            Cow::Borrowed(_) => None,
+        };
         match route {
             Route::Pool(h) => {
                 let handler = Arc::clone(h);
@@ -64,7 +71,7 @@ impl Ctx {
         fcgi_id: u16,
         role: Role,
         params: Params,
-        path: String,
+        path: Option<String>,
         handler: Arc<dyn Handler>,
     ) -> Result<Arc<Shared>, Refusal> {
         let shared = self.new_shared(conn, fcgi_id, role);
@@ -96,7 +103,7 @@ impl Ctx {
         fcgi_id: u16,
         role: Role,
         params: Params,
-        path: String,
+        path: Option<String>,
         (prefix, handler): (String, Arc<dyn AsyncHandler>),
     ) -> Arc<Shared> {
         let shared = self.new_shared(conn, fcgi_id, role);

@@ -449,10 +449,10 @@ impl FcgiConn {
         let status = c.head.as_ref().map(|h| h.status);
         match c.head {
             Some(h) => {
-                let mut block = Vec::with_capacity(128 + c.body.len());
-                write_reply_head(&mut block, h.status, &h.reason, &h.headers);
-                block.extend_from_slice(&c.body);
-                fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &block);
+                fcgi::encode_stream_with(&mut io.out.buf, RecordType::Stdout, id, |out| {
+                    write_reply_head(out, h.status, &h.reason, &h.headers);
+                    out.extend_from_slice(&c.body);
+                });
                 *head_sent = true;
             }
             None => fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &c.body),
@@ -702,6 +702,7 @@ fn refuse(ctx: &mut Ctx, io: &mut ConnIo, id: u16, mut req: FcgiReq, refusal: Re
         req.log = ctx.entry(None, id, req.begun);
     }
     fcgi::encode_stream(&mut io.out.buf, RecordType::Stdout, id, &refusal.encode());
+    io.refused = true;
     let status = refusal.status;
     ctx.stats.count_refusal(status);
     if let Some(e) = req.log.as_mut() {

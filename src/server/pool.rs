@@ -5,23 +5,24 @@
 //! a channel, for what it does not do: a worker with nothing to do sleeps at
 //! once instead of spinning and yielding (on a busy core that steals the
 //! loop's time), and submitting never wakes anyone. The loop wakes sleeping
-//! workers once per turn, as many as jobs were left waiting ([`Pool::wake`]),
-//! so a batch of requests read in one turn costs a wakeup per worker, not
-//! one per request; a worker that finishes a job takes the next before it
-//! sleeps.
+//! workers once per turn ([`Pool::wake`]), one per [`JOBS_PER_WAKE`] jobs
+//! waiting less those awake, so a batch of requests read in one turn costs
+//! one wakeup, not one per request or per worker; a worker that finishes a
+//! job takes the next before it sleeps. Jobs that still wait [`WAKE_AFTER`]
+//! (their workers are blocked or slow) wake every sleeper they can use.
 //!
 //! The pool starts `--min-threads` workers and grows only on evidence that
 //! its workers are blocked: jobs have waited [`GROW_AFTER`], no worker is
-//! idle, and some busy worker is asleep in the kernel (its state in
-//! `/proc/self/task/TID/stat` is not `R`), as a handler waiting on a
-//! socket, a child or a timer is. Workers that are all running (CPU-bound
+//! idle, and some worker is still on the job it had at the previous look
+//! and asleep in the kernel (its state in `/proc/self/task/TID/stat` is not
+//! `R`), as a handler waiting on a socket, a child or a timer is. Workers that are all running (CPU-bound
 //! handlers on a saturated machine) get no company: more threads than cores
 //! would only add switches. A worker above the minimum exits after idling
 //! for [`IDLE_EXIT`].
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,13 @@ const IDLE_EXIT: Duration = Duration::from_secs(30);
 /// How long the oldest queued job may wait before the pool looks for
 /// blocked workers (and again after each look that found none).
 pub const GROW_AFTER: Duration = Duration::from_millis(5);
+/// How long a queued job may wait while a worker sleeps before that worker
+/// is woken for it: the awake ones are not keeping up (blocked, or slow).
+pub const WAKE_AFTER: Duration = Duration::from_millis(1);
+/// Queued jobs one awake worker is counted on for, when the loop decides
+/// how many to wake: a hello takes microseconds, so a turn's batch of a few
+/// goes to one worker; a flood of them wakes more where there are cores.
+const JOBS_PER_WAKE: usize = 16;
 
 /// One request for a worker.
 pub struct Job {
@@ -79,6 +87,10 @@ struct State {
 struct WorkerInfo {
     tid: AtomicI32,
     busy: AtomicBool,
+    /// Jobs finished.
+    done: AtomicU64,
+    /// `done` at the growth check's last look.
+    seen: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,16 +147,23 @@ impl Pool {
         Ok(())
     }
 
-    /// Wakes as many sleeping workers as jobs wait for one (less those
-    /// already being woken); a no-op unless something was submitted since
-    /// the last call.
+    /// Wakes sleeping workers for the jobs submitted since the last call:
+    /// one for every [`JOBS_PER_WAKE`] jobs waiting, less the workers
+    /// already awake (each takes the next job as soon as it is done), so a
+    /// turn's batch of quick requests costs one wakeup, not one per worker.
     pub fn wake(&self) {
         if !self.submitted.swap(false, Ordering::Relaxed) {
             return;
         }
-        let mut st = lock(&self.queue.state);
-        let asleep = st.sleeping.saturating_sub(st.waking);
-        let n = st.jobs.len().saturating_sub(st.waking).min(asleep);
+        let st = lock(&self.queue.state);
+        let awake = self.threads().saturating_sub(st.sleeping) + st.waking;
+        let want = st.jobs.len().div_ceil(JOBS_PER_WAKE);
+        self.notify(st, want.saturating_sub(awake));
+    }
+
+    /// Wakes up to `want` sleepers not already being woken.
+    fn notify(&self, mut st: MutexGuard<'_, State>, want: usize) {
+        let n = want.min(st.sleeping.saturating_sub(st.waking));
         st.waking += n;
         drop(st);
         for _ in 0..n {
@@ -153,26 +172,38 @@ impl Pool {
     }
 
     /// When the loop must call [`Pool::maintain`] next: once the oldest
-    /// queued job has waited [`GROW_AFTER`], if no worker is idle and the
-    /// pool could grow.
+    /// queued job has waited [`WAKE_AFTER`] while a worker sleeps, or
+    /// [`GROW_AFTER`] with none asleep, if the pool could grow.
     pub fn next_check(&self) -> Option<Instant> {
-        let queued = self.queue.len.load(Ordering::Acquire) as u64;
-        if queued == 0 || self.threads() >= self.max {
+        if self.queue.len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        if queued <= self.stats.threads_idle.load(Ordering::Acquire) {
+        let st = lock(&self.queue.state);
+        let oldest = st.jobs.front()?.1;
+        if st.sleeping > st.waking {
+            return Some(oldest + WAKE_AFTER);
+        }
+        drop(st);
+        if self.threads() >= self.max {
             return None;
         }
-        let oldest = lock(&self.queue.state).jobs.front().map(|(_, t)| *t)?;
         let due = oldest + GROW_AFTER;
         Some(lock(&self.next_look).map_or(due, |t| t.max(due)))
     }
 
-    /// Adds a thread for each blocked worker a waiting job could use.
+    /// Jobs have waited: wakes every sleeper they could use (the awake
+    /// workers are not keeping up), or, with none asleep, adds a thread
+    /// for each blocked worker.
     pub fn maintain(&self, now: Instant) {
         if self.next_check().is_none_or(|t| t > now) {
             return;
         }
+        let st = lock(&self.queue.state);
+        if st.sleeping > st.waking {
+            let waiting = st.jobs.len();
+            return self.notify(st, waiting);
+        }
+        drop(st);
         *lock(&self.next_look) = Some(now + GROW_AFTER);
         let room = self.max.saturating_sub(self.threads());
         let waiting = self.queue.len.load(Ordering::Acquire);
@@ -182,16 +213,26 @@ impl Pool {
         }
     }
 
-    /// Busy workers the kernel has put to sleep (not running, not
-    /// runnable): they hold a job without using a CPU. Counts up to `max`.
+    /// Workers stuck: busy on the same job as at the last look (at least
+    /// [`GROW_AFTER`] ago), and asleep in the kernel now (not running, not
+    /// runnable), so they hold a job without using a CPU. A handler that
+    /// only waits a moment for its body or for output room is not stuck.
+    /// Counts up to `max`.
     fn blocked_workers(&self, max: usize) -> usize {
         let workers = lock(&self.queue.workers).clone();
-        workers
-            .iter()
-            .filter(|w| w.busy.load(Ordering::Acquire))
-            .filter(|w| thread_state(w.tid.load(Ordering::Acquire)).is_some_and(|s| s != 'R'))
-            .take(max)
-            .count()
+        let mut stuck = 0;
+        for w in &workers {
+            let done = w.done.load(Ordering::Acquire);
+            let same_job = w.seen.swap(done, Ordering::AcqRel) == done;
+            if stuck < max
+                && same_job
+                && w.busy.load(Ordering::Acquire)
+                && thread_state(w.tid.load(Ordering::Acquire)).is_some_and(|s| s != 'R')
+            {
+                stuck += 1;
+            }
+        }
+        stuck
     }
 
     /// Worker threads alive now.
@@ -210,6 +251,8 @@ impl Pool {
         let info = Arc::new(WorkerInfo {
             tid: AtomicI32::new(0),
             busy: AtomicBool::new(false),
+            done: AtomicU64::new(0),
+            seen: AtomicU64::new(u64::MAX),
         });
         lock(&self.queue.workers).push(info.clone());
         let worker = Worker {
@@ -269,6 +312,7 @@ impl Worker {
             self.info.busy.store(true, Ordering::Release);
             bump(&self.stats.queue_picked);
             run_job(job, &self.stats);
+            self.info.done.fetch_add(1, Ordering::Release);
             self.info.busy.store(false, Ordering::Release);
             self.stats.threads_idle.fetch_add(1, Ordering::AcqRel);
         };

@@ -13,7 +13,9 @@ use crate::protocol::params::Params;
 /// One request, owned by the handler while it runs.
 pub struct Request {
     params: Params,
-    path: String,
+    /// The routing path when it had to be joined (`SCRIPT_NAME` and
+    /// `PATH_INFO` both set); else it is a slice of `params`.
+    joined_path: Option<String>,
     role: Role,
     fcgi_id: u16,
     body: Body,
@@ -34,7 +36,12 @@ impl Read for Body {
 }
 
 impl Request {
-    pub(crate) fn new(params: Params, path: String, role: Role, shared: Arc<Shared>) -> Request {
+    pub(crate) fn new(
+        params: Params,
+        joined_path: Option<String>,
+        role: Role,
+        shared: Arc<Shared>,
+    ) -> Request {
         let body = Body {
             shared: shared.clone(),
             which: Input::Stdin,
@@ -45,7 +52,7 @@ impl Request {
         };
         Request {
             params,
-            path,
+            joined_path,
             role,
             fcgi_id: shared.req.fcgi_id,
             body,
@@ -72,7 +79,14 @@ impl Request {
     /// The routing path: `SCRIPT_NAME` + `PATH_INFO` when either is
     /// non-empty, else the path of `REQUEST_URI`.
     pub fn path(&self) -> &str {
-        &self.path
+        if let Some(joined) = &self.joined_path {
+            return joined;
+        }
+        match routing_path(&self.params) {
+            Cow::Borrowed(path) => path,
+            // Not reached: a path that must be joined is kept joined.
+            Cow::Owned(_) => "/",
+        }
     }
 
     /// `QUERY_STRING` (empty when absent).
@@ -152,22 +166,19 @@ fn query_value<'q>(query: &'q str, name: &str) -> Option<Cow<'q, str>> {
     form_urlencoded::parse(query.as_bytes()).find_map(|(k, v)| (k == name).then_some(v))
 }
 
-/// The routing path of a request's params.
-pub(crate) fn routing_path(params: &Params) -> String {
+/// The routing path of a request's params: borrowed from them, unless
+/// `SCRIPT_NAME` and `PATH_INFO` must be joined.
+pub(crate) fn routing_path(params: &Params) -> Cow<'_, str> {
     let [script, info, uri] = params
         .get_each(["SCRIPT_NAME", "PATH_INFO", "REQUEST_URI"])
         .map(|v| v.and_then(|v| std::str::from_utf8(v).ok()));
-    let (script, info) = (script.unwrap_or(""), info.unwrap_or(""));
-    if !script.is_empty() || !info.is_empty() {
-        return [script, info].concat();
+    match (script.unwrap_or(""), info.unwrap_or("")) {
+        ("", "") => {}
+        (path, "") | ("", path) => return Cow::Borrowed(path),
+        (script, info) => return Cow::Owned([script, info].concat()),
     }
-    let uri = uri.unwrap_or("/");
-    let path = uri.split(['?', '#']).next().unwrap_or("/");
-    if path.is_empty() {
-        "/".to_string()
-    } else {
-        path.to_string()
-    }
+    let path = uri.unwrap_or("/").split(['?', '#']).next().unwrap_or("/");
+    Cow::Borrowed(if path.is_empty() { "/" } else { path })
 }
 
 #[cfg(test)]

@@ -205,6 +205,7 @@ impl ScgiConn {
             io.abort(shared);
         }
         io.out.buf.extend_from_slice(&refusal.encode());
+        io.refused = true;
         ctx.stats.count_refusal(refusal.status);
         self.set_status(refusal.status, true);
         self.finish(ctx, io);

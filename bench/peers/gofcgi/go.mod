@@ -1,0 +1,3 @@
+module fastgate.bench/gofcgi
+
+go 1.19
