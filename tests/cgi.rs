@@ -363,3 +363,72 @@ fn spawn_fcgi_starts_it_in_place_of_fcgiwrap() {
     let resp = send(&server, &params(&root, "GET", "/hi.sh", 0), b"").response();
     assert_eq!(resp.body_str(), "hi from cgi\n");
 }
+
+const CGI_SERVICE: &str = include_str!("../deploy/systemd/fastgate-cgi.service");
+const CGI_SOCKET: &str = include_str!("../deploy/systemd/fastgate-cgi.socket");
+
+#[test]
+fn the_cgi_units_pass_systemd_analyze_verify() {
+    if !common::require_tool("systemd-analyze") {
+        return;
+    }
+    let dir = TempDir::new();
+    let service = CGI_SERVICE.replacen("/usr/local/bin/fastgate", common::bin(), 1);
+    fs::write(dir.path().join("fastgate-cgi.service"), service).expect("write unit");
+    fs::write(dir.path().join("fastgate-cgi.socket"), CGI_SOCKET).expect("write unit");
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("fastgate-cgi.socket"))
+        .arg(dir.path().join("fastgate-cgi.service"))
+        .output()
+        .expect("run systemd-analyze");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let ours: Vec<&str> = said
+        .lines()
+        .filter(|l| l.contains("fastgate-cgi"))
+        .collect();
+    assert!(
+        out.status.success() && ours.is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}
+
+#[test]
+fn the_cgi_service_command_serves_a_handed_over_socket() {
+    // The unit's ExecStart as systemd runs it (its socket on fd 3 via
+    // LISTEN_FDS is what `fastgate serve` with no --listen takes; here the
+    // socket comes on fd 0, spawn-fcgi's way, which the same code path
+    // serves), with the root the test owns in place of /usr/lib/cgi-bin.
+    let exec = CGI_SERVICE
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart=");
+    let root = TempDir::new();
+    script(
+        &root,
+        "hi.sh",
+        "echo 'Content-Type: text/plain'\necho\necho unit ok\n",
+    );
+    let args: Vec<String> = exec
+        .split_whitespace()
+        .skip(2) // the binary, `serve`
+        .map(|a| a.replace("/usr/lib/cgi-bin", root.path().to_str().expect("utf-8")))
+        .collect();
+    assert!(
+        !args.iter().any(|a| a == "--listen"),
+        "the socket comes from systemd"
+    );
+    let dir = TempDir::new();
+    let sock = dir.join("unit.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.push("--cgi-allow-root");
+    let mut cmd = common::serve_command(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    cmd.stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+        listener,
+    )));
+    let server = Server::spawn(cmd, dir, 1);
+    let resp = send(&server, &params(&root, "GET", "/hi.sh", 0), b"").response();
+    assert_eq!(resp.body_str(), "unit ok\n");
+}
