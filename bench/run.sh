@@ -12,3 +12,6 @@ echo "== bench/rss.sh"
 echo
 echo "== bench/peers.sh"
 ./bench/peers.sh
+echo
+echo "== bench/cgi.sh"
+./bench/cgi.sh

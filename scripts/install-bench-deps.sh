@@ -29,6 +29,8 @@ TOOLS=(
     "go:golang-go"
     "/usr/include/fcgiapp.h:libfcgi-dev"
     "php-fpm8.2:php8.2-fpm"
+    # bench/cgi.sh: the CGI gateway's baseline.
+    "fcgiwrap:fcgiwrap"
 )
 
 have() {

@@ -28,6 +28,13 @@ TOOLS=(
     "caddy:caddy"
     "h2o:h2o"
     "git:git"
+    # The cgi gateway's tests: git smart HTTP (git-http-backend comes with
+    # git), gitweb through nginx, and fcgiwrap as the benchmark's baseline.
+    # An absolute path is a file that must exist.
+    "/usr/lib/git-core/git-http-backend:git"
+    "/usr/share/gitweb/gitweb.cgi:gitweb"
+    "/usr/share/perl5/CGI.pm:libcgi-pm-perl"
+    "fcgiwrap:fcgiwrap"
     "wrk:wrk"
     "curl:curl"
     # tests/deploy.rs: `systemd-analyze verify` on the units, and
@@ -51,6 +58,10 @@ TOOLS=(
 # MODULE.
 have() {
     case "$1" in
+    /*)
+        [ -e "$1" ]
+        return
+        ;;
     python3/*)
         local py
         for py in python3 /usr/bin/python3; do

@@ -29,13 +29,7 @@ pub struct Mount {
 }
 
 /// Where a CGI script's stderr goes (`--cgi-stderr`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum CgiStderr {
-    #[default]
-    Log,
-    FastCgi,
-    Both,
-}
+pub use crate::apps::cgi::StderrTo as CgiStderr;
 
 /// Everything `fastgate serve` was asked to do, checked.
 #[derive(Clone, Debug)]
@@ -294,8 +288,8 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub mount: Vec<String>,
-    /// The cgi app runs only executables under these directories (for the cgi app, not
-    /// built yet)
+    /// The cgi app runs only executables that resolve (symlinks followed) under these
+    /// directories; required by --mount PREFIX=cgi
     #[arg(
         long,
         value_name = "DIR",
@@ -305,7 +299,7 @@ pub struct ServeArgs {
     )]
     pub cgi_root: Vec<String>,
     /// Let the cgi app run scripts while fastgate runs as root with no --user;
-    /// FASTGATE_CGI_ALLOW_ROOT takes true or false (for the cgi app, not built yet)
+    /// FASTGATE_CGI_ALLOW_ROOT takes true or false
     // A string checked by `into_config`, as every other value, so that a bad
     // FASTGATE_CGI_ALLOW_ROOT is named: clap's own error would not say
     // where the value came from.
@@ -451,8 +445,8 @@ pub struct ServeArgs {
         env = "FASTGATE_SLOW_THRESHOLD"
     )]
     pub slow_threshold: Option<String>,
-    /// Where a CGI script's stderr goes: log, fastcgi or both (for the cgi app, not built
-    /// yet) [default: log]
+    /// Where a CGI script's stderr goes, line by line: log, fastcgi (FCGI_STDERR records,
+    /// in nginx's error log) or both [default: log]
     #[arg(
         long,
         value_name = "WHERE",

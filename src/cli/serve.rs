@@ -3,13 +3,15 @@
 //! signal stops it.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::ArgMatches;
 
 use super::config::{self, Config, Mount, ServeArgs};
+use crate::apps::cgi::{self, Cgi};
 use crate::master::Plan;
 use crate::server::notify::Notifier;
-use crate::server::{Error, Server, ServerBuilder};
+use crate::server::{Error, Route, Server, ServerBuilder};
 
 /// Checks the configuration (exit 2 on a bad value), sets up logging,
 /// then serves (exit 1 on a runtime error).
@@ -21,6 +23,10 @@ pub(crate) fn run(args: ServeArgs, matches: &ArgMatches, verbosity: (u8, u8)) ->
         Ok(config) => config,
         Err(e) => return super::fail(2, &e.with_source(matches)),
     };
+    // The cgi app's own checks are configuration errors too.
+    if let Err(e) = cgi_app(&config) {
+        return super::fail(2, &Error::new(e));
+    }
     let target = match super::logging::target(config.error_log.as_deref()) {
         Ok(target) => target,
         Err(e) => return super::fail(1, &e),
@@ -41,9 +47,14 @@ pub(crate) fn serve(config: Config) -> Result<(), Error> {
     // Read (and unset) before any thread starts.
     let notifier = crate::server::notify::Notifier::from_env();
     let stats = builder.stats();
+    let cgi = cgi_app(&config).map_err(Error::new)?;
     for m in &mounts {
-        let app = crate::apps::build(&m.app, &m.prefix, &stats)
-            .ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
+        let app = match (&*m.app, &cgi) {
+            ("cgi", Some(cgi)) => Some(Route::Pool(cgi.clone())),
+            _ => crate::apps::build(&m.app, &m.prefix, &stats),
+        };
+        let app =
+            app.ok_or_else(|| Error::new(format!("--mount {}={}: unknown app", m.prefix, m.app)))?;
         builder.mount_route(&m.prefix, app);
     }
     let start_line = start_line(&config, &mounts);
@@ -79,6 +90,20 @@ fn prefork(
     }
     log::info!("{start_line}");
     crate::master::run(builder, bound, plan, notifier)
+}
+
+/// The `cgi` app, when a `--mount` names it, checked (`--cgi-root`, root).
+fn cgi_app(config: &Config) -> Result<Option<Arc<Cgi>>, String> {
+    if !config.mounts.iter().any(|m| m.app == "cgi") {
+        return Ok(None);
+    }
+    let options = cgi::Options {
+        roots: config.cgi_roots.clone(),
+        allow_root: config.cgi_allow_root,
+        drops_root: config.user.is_some(),
+        stderr: config.cgi_stderr,
+    };
+    Ok(Some(Arc::new(Cgi::new(&options)?)))
 }
 
 /// `--mount`s; none means `/=hello`.

@@ -342,6 +342,20 @@ impl Conn {
         self.after_protocol_step(ctx);
     }
 
+    /// Writes a handler's error output as FCGI_STDERR; false when it was
+    /// not (another protocol, which has no such stream: logged instead, or
+    /// a request gone), and its credit is the caller's to give back.
+    pub fn on_stderr(&mut self, shared: &Arc<Shared>, bytes: &[u8]) -> bool {
+        match &mut self.proto {
+            Proto::FastCgi(f) => f.on_stderr(&mut self.io, shared.req, bytes),
+            _ => {
+                let text = String::from_utf8_lossy(bytes);
+                log::warn!("request {}: stderr: {}", shared.req.key, text.trim_end());
+                false
+            }
+        }
+    }
+
     /// Moves more held output into the buffer, once it has drained.
     pub fn release_held(&mut self, ctx: &mut Ctx) {
         if !self.io.held_waiting || !self.io.out.is_empty() {

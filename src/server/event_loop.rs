@@ -22,6 +22,7 @@ use super::notify::Reporter;
 use super::peer_filter::PeerFilter;
 use super::poller::{Event, Interest, Poller, Token};
 use super::scoreboard::SlotState;
+use super::shared::Shared;
 use super::signals::{Signal, Signals};
 use super::slab::Slab;
 use super::stats::{bump, drop_one, StatsHandle};
@@ -385,6 +386,7 @@ impl EventLoop {
                         Err(reason) => self.close(req.conn.token, reason),
                     }
                 }
+                Message::Stderr { shared, bytes } => self.stderr(&shared, &bytes),
                 Message::Resume { req } => self.resume(req.conn),
                 Message::Run(task) => self.run_task(task),
                 Message::After { id, when, task } => self.callbacks.push(id, when, task),
@@ -403,6 +405,17 @@ impl EventLoop {
         if took > SLOW_ON_LOOP {
             let what = format_args!("a closure posted to the loop ran {} ms", took.as_millis());
             self.ctx.warn_slow_on_loop(&what);
+        }
+    }
+
+    fn stderr(&mut self, shared: &Arc<Shared>, bytes: &[u8]) {
+        let written = match self.conns.get_id(shared.req.conn) {
+            Some(conn) => conn.on_stderr(shared, bytes),
+            None => false,
+        };
+        match written {
+            true => self.touch(shared.req.conn.token),
+            false => shared.release_output(bytes.len()),
         }
     }
 

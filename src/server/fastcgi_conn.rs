@@ -414,6 +414,26 @@ impl FcgiConn {
         }
     }
 
+    /// A handler's error output as FCGI_STDERR records, at once: front
+    /// servers log it (nginx: "FastCGI sent in stderr") and it is no part
+    /// of the response, so the response-timing hold does not apply.
+    /// False when the request is gone (its credit is the caller's).
+    pub fn on_stderr(&mut self, io: &mut ConnIo, r: ReqRef, bytes: &[u8]) -> bool {
+        let Some(FcgiReq {
+            phase: Phase::Running { shared, .. },
+            ..
+        }) = self.reqs.get(&r.fcgi_id)
+        else {
+            return false;
+        };
+        if shared.req.key != r.key {
+            return false;
+        }
+        fcgi::encode_stream(&mut io.out.buf, RecordType::Stderr, r.fcgi_id, bytes);
+        io.out.credit(shared, bytes.len());
+        true
+    }
+
     /// Encodes one piece of a request's output; `credit`: the writer waits
     /// for these bytes (held ones gave theirs back).
     fn emit(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, c: Chunk, credit: bool) {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::poller::Token;
+use super::shared::Shared;
 use super::waker::Waker;
 use crate::protocol::cgi_response::Head;
 
@@ -52,6 +53,11 @@ pub enum Message {
         body: Vec<u8>,
         end: End,
     },
+    /// Error output of a request's handler: FCGI_STDERR records on
+    /// FastCGI (written at once: it is no part of the response, so it is
+    /// never held), a log line on protocols that have no such stream.
+    /// The bytes took output credit, which the loop gives back.
+    Stderr { shared: Arc<Shared>, bytes: Vec<u8> },
     /// A request's handler read its body below the low-water mark: the
     /// connection may be read again.
     Resume { req: ReqRef },

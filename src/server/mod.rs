@@ -36,7 +36,7 @@ mod response;
 mod router;
 mod scgi_conn;
 mod scoreboard;
-mod shared;
+pub(crate) mod shared;
 pub(crate) mod signals;
 mod slab;
 mod spool;

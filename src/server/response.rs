@@ -78,6 +78,20 @@ impl Response {
         self.shared.is_aborted()
     }
 
+    /// Sends error output: FCGI_STDERR records on FastCGI (nginx puts them
+    /// in its error log), a log line on SCGI and HTTP. It waits for output
+    /// credit as the body does.
+    pub fn write_stderr(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.shared.acquire_output(bytes.len())?;
+        let shared = Arc::clone(&self.shared);
+        let bytes = bytes.to_vec();
+        self.shared.sender().send(Message::Stderr { shared, bytes });
+        Ok(())
+    }
+
     fn take_head(&mut self) -> Option<Head> {
         if self.head_out {
             return None;

@@ -102,7 +102,15 @@ struct InputState {
     /// notify is a futex syscall even with nobody waiting, and most
     /// bodies arrive before their handler reads them).
     readers_waiting: u32,
+    /// Called by the next push after a [`Shared::try_read`] found nothing
+    /// (a handler polling other fds too: the CGI gateway).
+    waker: Option<InputWaker>,
+    wake_armed: bool,
 }
+
+/// Wakes a handler that reads its body without blocking (it polls an fd
+/// this closure makes readable). Runs on the loop thread: must not block.
+pub type InputWaker = Arc<dyn Fn() + Send + Sync>;
 
 impl InputState {
     fn stream(&mut self, which: Input) -> &mut Chunks {
@@ -217,6 +225,9 @@ impl Shared {
         }
         if st.readers_waiting > 0 {
             self.input_cv.notify_all();
+        }
+        if let (true, Some(wake)) = (std::mem::take(&mut st.wake_armed), &st.waker) {
+            wake();
         }
         let over = outcome == Pushed::Pause || (spill.is_none() && st.buffered() > BODY_HIGH);
         match outcome {
@@ -455,6 +466,34 @@ impl Shared {
             st = self.input_cv.wait(st).unwrap_or_else(|p| p.into_inner());
             st.readers_waiting -= 1;
         }
+    }
+
+    /// Reads body bytes of one stream without waiting: `WouldBlock` when
+    /// none are there yet, and then the waker set by
+    /// [`Shared::set_input_waker`] runs at the next push.
+    pub fn try_read(&self, which: Input, buf: &mut [u8]) -> io::Result<usize> {
+        let mut st = lock(&self.input);
+        if self.is_aborted() {
+            return Err(aborted_error());
+        }
+        let n = read_stream(st.stream(which), buf)?;
+        if n > 0 {
+            if st.paused && st.may_resume() {
+                st.paused = false;
+                self.send_resume();
+            }
+            return Ok(n);
+        }
+        if st.stream(which).ended || buf.is_empty() {
+            return Ok(0);
+        }
+        st.wake_armed = true;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// Sets the closure that [`Shared::try_read`]'s `WouldBlock` arms.
+    pub fn set_input_waker(&self, waker: InputWaker) {
+        lock(&self.input).waker = Some(waker);
     }
 
     /// Takes credit for `n` output bytes, waiting while too much of this
