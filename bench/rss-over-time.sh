@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Memory of one fastgate process under steady load: `fastgate bench` keeps
-# 64 kept-alive FastCGI connections busy with a mix of hello and echo
-# (bodies of 1-64 KiB) for DURATION (10m), and the server's VmRSS, threads
+# 64 kept-alive FastCGI connections busy with hello (48 of them) and echo of
+# a 64 KiB body (16) for RSS_DURATION (10m), and the server's VmRSS, threads
 # and fds are sampled every STEP (10 s). What it checks: after the first
 # 2 minutes (allocator arenas and buffers warmed up) RSS stays flat, within
 # 10 % of its value at minute 2.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
-DURATION=${DURATION:-10m}
+DURATION=${RSS_DURATION:-10m}
 STEP=${STEP:-10}
 CONNS=${CONNS:-64}
 

@@ -31,6 +31,10 @@ TOOLS=(
     "php-fpm8.2:php8.2-fpm"
     # bench/cgi.sh: the CGI gateway's baseline.
     "fcgiwrap:fcgiwrap"
+    # bench/hot-path.sh: syscalls and switches counted (perf stat), user-space
+    # instructions counted (callgrind).
+    "perf:linux-perf"
+    "callgrind_control:valgrind"
 )
 
 have() {
