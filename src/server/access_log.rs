@@ -11,6 +11,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::listener::Peer;
 use super::options::LogFormat;
 use crate::logfile::LogFile;
 use crate::protocol::params::Params;
@@ -76,7 +77,7 @@ impl AccessLog {
         }
     }
 
-    pub fn record(&mut self, e: &Entry, peer: &str, duration: Duration, queue: Option<Duration>) {
+    pub fn record(&mut self, e: &Entry, peer: &Peer, duration: Duration, queue: Option<Duration>) {
         let mut line = String::with_capacity(160);
         let time = rfc3339(SystemTime::now());
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -97,7 +98,7 @@ impl AccessLog {
                 line,
                 "{{\"time\":{},\"peer\":{},\"method\":{},\"uri\":{},\"status\":{},\"bytes\":{},\"duration_ms\":{:.3},\"queue_ms\":{queue_ms:.3},\"fcgi_id\":{},\"request_id\":{}}}",
                 json(&time),
-                json(peer),
+                json(&peer.to_string()),
                 json(&e.method),
                 json(&e.uri),
                 e.status,
@@ -216,7 +217,12 @@ mod tests {
         let mut log = AccessLog::new(Target::Stdout, LogFormat::Json);
         let mut e = Entry::new(None, 1, Instant::now());
         e.status = 200;
-        log.record(&e, "127.0.0.1:5", Duration::from_millis(2), None);
+        log.record(
+            &e,
+            &Peer::Tcp(([127, 0, 0, 1], 5).into()),
+            Duration::from_millis(2),
+            None,
+        );
         let line = String::from_utf8(log.buf.clone()).unwrap();
         for key in [
             "time",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::context::Ctx;
 use super::fastcgi_conn::FcgiConn;
 use super::limits::Limits;
-use super::listener::Stream;
+use super::listener::{Peer, Stream};
 use super::message::{ConnId, End, ReqRef};
 use super::output::Output;
 use super::poller::Interest;
@@ -80,7 +80,7 @@ pub struct ConnIo {
     /// input is bounded (nothing can follow a FIN), so it is read to the
     /// end, bodies spooling, to learn whether the requests were complete.
     pub reading_to_fin: bool,
-    pub peer: String,
+    pub peer: Peer,
     /// Requests begun and ended on this connection.
     pub begun: u64,
     pub ended: u64,

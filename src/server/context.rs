@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::access_log::{AccessLog, Entry};
 use super::limits::Limits;
+use super::listener::Peer;
 use super::message::{ConnId, LoopSender, ReqRef};
 use super::pool::Pool;
 use super::router::Router;
@@ -73,7 +74,7 @@ impl Ctx {
     }
 
     /// A request ended: its access log line, and the slow count.
-    pub fn log_end(&mut self, entry: Option<Box<Entry>>, peer: &str, queue: Option<Duration>) {
+    pub fn log_end(&mut self, entry: Option<Box<Entry>>, peer: &Peer, queue: Option<Duration>) {
         let Some(e) = entry else { return };
         let took = self.now.saturating_duration_since(e.begun);
         if self.slow_threshold.is_some_and(|t| took > t) {
@@ -122,7 +123,7 @@ impl Ctx {
 
     /// Logs one line about a misbehaving client (at most a few a second)
     /// and counts it as a protocol error.
-    pub fn warn_client(&mut self, peer: &str, what: &dyn std::fmt::Display) {
+    pub fn warn_client(&mut self, peer: &dyn std::fmt::Display, what: &dyn std::fmt::Display) {
         bump(&self.stats.protocol_errors);
         self.warnings.client(self.now, peer, what);
     }

@@ -310,7 +310,7 @@ impl EventLoop {
         if !out_of_fds {
             return self
                 .ctx
-                .warn_client("listener", &format_args!("accept: {e}"));
+                .warn_client(&"listener", &format_args!("accept: {e}"));
         }
         if !std::mem::replace(&mut self.accept_starved, true) {
             log::warn!("accept: {e}; accepting pauses until connections close");

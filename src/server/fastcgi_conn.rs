@@ -12,6 +12,7 @@ use super::context::Ctx;
 use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::id_map::Requests;
 use super::limits::Limits;
+use super::listener::Peer;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -530,7 +531,7 @@ impl FcgiConn {
     }
 
     /// The connection is going away: every handler learns it.
-    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
+    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
         ctx.hold_params(std::mem::take(&mut self.params_held), 0);
         for (_, req) in self.reqs.drain() {
             let Phase::Running { shared, .. } = &req.phase else {

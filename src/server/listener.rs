@@ -352,6 +352,25 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Who is at the other end of a connection: an address and port over TCP
+/// (what `REMOTE_ADDR`/`REMOTE_PORT` are made of where fastgate speaks to
+/// the client itself), nothing more over a Unix socket. Shown in log lines
+/// as `ip:port` (`[ip]:port` for IPv6) or `unix`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Tcp(std::net::SocketAddr),
+    Unix,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix"),
+        }
+    }
+}
+
 /// An accepted connection, TCP or Unix, non-blocking.
 pub enum Stream {
     Tcp(TcpStream),
@@ -366,14 +385,13 @@ impl Stream {
         }
     }
 
-    /// The peer, for log lines: `ip:port` or `unix`.
-    pub fn peer(&self) -> String {
+    /// The peer's address (a TCP peer already gone reads as unspecified).
+    pub fn peer(&self) -> Peer {
         match self {
-            Stream::Tcp(s) => s
-                .peer_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|_| "tcp".into()),
-            Stream::Unix(_) => "unix".into(),
+            Stream::Tcp(s) => Peer::Tcp(s.peer_addr().unwrap_or_else(|_| {
+                std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+            })),
+            Stream::Unix(_) => Peer::Unix,
         }
     }
 
@@ -442,6 +460,17 @@ impl Write for Stream {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_peer_shows_as_log_lines_always_showed_it() {
+        let v4 = Peer::Tcp(([127, 0, 0, 1], 5).into());
+        let v6 = Peer::Tcp((std::net::Ipv6Addr::LOCALHOST, 80).into());
+        assert_eq!(
+            (v4.to_string(), v6.to_string()),
+            ("127.0.0.1:5".into(), "[::1]:80".into())
+        );
+        assert_eq!(Peer::Unix.to_string(), "unix");
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let dir =

@@ -12,6 +12,7 @@ use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
 use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::limits::Limits;
+use super::listener::Peer;
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -353,7 +354,7 @@ impl ScgiConn {
         }
     }
 
-    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &str) {
+    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
         self.release_header(ctx);
         if let Phase::Running { shared, .. } = &self.phase {
             shared.abort();

@@ -14,7 +14,7 @@ pub struct Warnings {
 
 impl Warnings {
     /// Logs one line about a misbehaving client, at most a few a second.
-    pub fn client(&mut self, now: Instant, peer: &str, what: &dyn Display) {
+    pub fn client(&mut self, now: Instant, peer: &dyn Display, what: &dyn Display) {
         if let Some(suppressed) = self.limit.allow(now) {
             if suppressed > 0 {
                 log::warn!("{suppressed} more client errors not logged");
