@@ -64,13 +64,13 @@ impl Ctx {
     pub fn entry(
         &self,
         params: Option<&Params>,
-        fcgi_id: u16,
+        stream_id: u16,
         begun: Instant,
     ) -> Option<Box<Entry>> {
         if self.access_log.is_none() && self.slow_threshold.is_none() {
             return None;
         }
-        Some(Entry::new(params, fcgi_id, begun))
+        Some(Entry::new(params, stream_id, begun))
     }
 
     /// A request ended: its access log line, and the slow count.
@@ -94,11 +94,11 @@ impl Ctx {
 
     /// A reference to a new request, with a key unique in the process:
     /// a reused FastCGI id never receives a predecessor's bytes.
-    pub fn new_req(&mut self, conn: ConnId, fcgi_id: u16) -> ReqRef {
+    pub fn new_req(&mut self, conn: ConnId, stream_id: u16) -> ReqRef {
         self.next_key += 1;
         ReqRef {
             conn,
-            fcgi_id,
+            stream_id,
             key: self.next_key,
         }
     }

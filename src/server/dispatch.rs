@@ -28,7 +28,7 @@ impl Ctx {
     pub fn dispatch(
         &mut self,
         conn: ConnId,
-        fcgi_id: u16,
+        stream_id: u16,
         role: Role,
         params: Params,
     ) -> Result<Arc<Shared>, Refusal> {
@@ -43,11 +43,11 @@ impl Ctx {
         match route {
             Route::Pool(h) => {
                 let handler = Arc::clone(h);
-                self.dispatch_pool(conn, fcgi_id, role, params, path, handler)
+                self.dispatch_pool(conn, stream_id, role, params, path, handler)
             }
             Route::Loop(h) => {
                 let async_route = (prefix.to_string(), Arc::clone(h));
-                Ok(self.dispatch_async(conn, fcgi_id, role, params, path, async_route))
+                Ok(self.dispatch_async(conn, stream_id, role, params, path, async_route))
             }
         }
     }
@@ -68,13 +68,13 @@ impl Ctx {
     fn dispatch_pool(
         &mut self,
         conn: ConnId,
-        fcgi_id: u16,
+        stream_id: u16,
         role: Role,
         params: Params,
         path: Option<String>,
         handler: Arc<dyn Handler>,
     ) -> Result<Arc<Shared>, Refusal> {
-        let shared = self.new_shared(conn, fcgi_id, role);
+        let shared = self.new_shared(conn, stream_id, role);
         let job = Job {
             handler,
             req: Request::new(params, path, role, shared.clone()),
@@ -90,8 +90,8 @@ impl Ctx {
     }
 
     /// The per-request state shared with whoever answers it.
-    fn new_shared(&mut self, conn: ConnId, fcgi_id: u16, role: Role) -> Arc<Shared> {
-        let req = self.new_req(conn, fcgi_id);
+    fn new_shared(&mut self, conn: ConnId, stream_id: u16, role: Role) -> Arc<Shared> {
+        let req = self.new_req(conn, stream_id);
         Arc::new(Shared::new(req, role, self.sender.clone()))
     }
 
@@ -100,13 +100,13 @@ impl Ctx {
     fn dispatch_async(
         &mut self,
         conn: ConnId,
-        fcgi_id: u16,
+        stream_id: u16,
         role: Role,
         params: Params,
         path: Option<String>,
         (prefix, handler): (String, Arc<dyn AsyncHandler>),
     ) -> Arc<Shared> {
-        let shared = self.new_shared(conn, fcgi_id, role);
+        let shared = self.new_shared(conn, stream_id, role);
         let req = Request::new(params, path, role, shared.clone());
         let handle = LoopHandle::new(self.sender.clone());
         let reply = Reply::new(shared.clone(), handle, self.stats.clone());

@@ -377,7 +377,7 @@ impl FcgiConn {
         body: Vec<u8>,
         end: End,
     ) {
-        let id = r.fcgi_id;
+        let id = r.stream_id;
         let Some(req) = self.reqs.get_mut(&id) else {
             return;
         };
@@ -423,14 +423,14 @@ impl FcgiConn {
         let Some(FcgiReq {
             phase: Phase::Running { shared, .. },
             ..
-        }) = self.reqs.get(&r.fcgi_id)
+        }) = self.reqs.get(&r.stream_id)
         else {
             return false;
         };
         if shared.req.key != r.key {
             return false;
         }
-        fcgi::encode_stream(&mut io.out.buf, RecordType::Stderr, r.fcgi_id, bytes);
+        fcgi::encode_stream(&mut io.out.buf, RecordType::Stderr, r.stream_id, bytes);
         io.out.credit(shared, bytes.len());
         true
     }

@@ -28,7 +28,9 @@ pub struct ConnId {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReqRef {
     pub conn: ConnId,
-    pub fcgi_id: u16,
+    /// Which request of its connection: the FastCGI request id; 0 where a
+    /// connection carries one request at a time (SCGI).
+    pub stream_id: u16,
     pub key: u64,
 }
 

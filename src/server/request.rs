@@ -54,7 +54,7 @@ impl Request {
             params,
             joined_path,
             role,
-            fcgi_id: shared.req.fcgi_id,
+            fcgi_id: shared.req.stream_id,
             body,
             data,
             shared,
