@@ -1,7 +1,8 @@
-//! One client connection: its socket, what is buffered each way, which
-//! protocol it speaks (decided by the listener or by its first byte), and
-//! its deadlines. The protocol state machines live in `fastcgi_conn` and
-//! `scgi_conn`; this file holds what they share.
+//! One client connection: its socket and peer, what is buffered each way,
+//! which protocol it speaks (decided by the listener or by its first byte),
+//! and its own deadlines. The protocol state machines live in
+//! `fastcgi_conn` and `scgi_conn` behind the `Machine` trait; this file
+//! holds what they share.
 
 use std::io::{self, Read};
 use std::sync::atomic::AtomicU64;
@@ -12,6 +13,7 @@ use super::context::Ctx;
 use super::fastcgi_conn::FcgiConn;
 use super::limits::Limits;
 use super::listener::{Peer, Stream};
+use super::machine::{BodyClock, Machine};
 use super::message::{ConnId, End, ReqRef};
 use super::output::Output;
 use super::poller::Interest;
@@ -52,6 +54,25 @@ pub enum Proto {
     Detect,
     FastCgi(FcgiConn),
     Scgi(ScgiConn),
+}
+
+impl Proto {
+    /// The protocol's state machine (None until the first byte told it).
+    fn machine(&mut self) -> Option<&mut dyn Machine> {
+        match self {
+            Proto::Detect => None,
+            Proto::FastCgi(f) => Some(f),
+            Proto::Scgi(s) => Some(s),
+        }
+    }
+
+    fn machine_ref(&self) -> Option<&dyn Machine> {
+        match self {
+            Proto::Detect => None,
+            Proto::FastCgi(f) => Some(f),
+            Proto::Scgi(s) => Some(s),
+        }
+    }
 }
 
 /// Body bytes the requests of one connection may hold in spool files
@@ -238,11 +259,10 @@ impl Conn {
     /// close; with a request still incomplete the client left, and its
     /// requests abort.
     pub fn on_peer_shutdown(&mut self, ctx: &mut Ctx) -> Result<(), CloseReason> {
-        let half_close = match &self.proto {
-            Proto::FastCgi(f) => f.input_complete() && !f.keeps_conn(),
-            Proto::Scgi(s) => s.input_complete(),
-            Proto::Detect => false,
-        };
+        let half_close = self
+            .proto
+            .machine_ref()
+            .is_some_and(|m| m.answers_half_close());
         let served = half_close && self.in_flight() > 0 && self.rbuf.is_empty();
         if !served || self.stream.peer_closed_for_good() {
             return Err(CloseReason::PeerClosed);
@@ -316,11 +336,10 @@ impl Conn {
             }
             self.proto = detect(first)?;
         }
-        let used = match &mut self.proto {
-            Proto::FastCgi(f) => f.process(ctx, &mut self.io, input),
-            Proto::Scgi(s) => s.process(ctx, &mut self.io, input),
-            Proto::Detect => Ok(0),
-        }?;
+        let used = match self.proto.machine() {
+            Some(m) => m.process(ctx, &mut self.io, input)?,
+            None => 0,
+        };
         self.after_protocol_step(ctx);
         Ok(used)
     }
@@ -334,10 +353,8 @@ impl Conn {
         body: Vec<u8>,
         end: End,
     ) {
-        match &mut self.proto {
-            Proto::FastCgi(f) => f.on_output(ctx, &mut self.io, req, head, body, end),
-            Proto::Scgi(s) => s.on_output(ctx, &mut self.io, req, head, body, end),
-            Proto::Detect => {}
+        if let Some(m) = self.proto.machine() {
+            m.on_output(ctx, &mut self.io, req, head, body, end);
         }
         self.after_protocol_step(ctx);
     }
@@ -346,14 +363,15 @@ impl Conn {
     /// not (another protocol, which has no such stream: logged instead, or
     /// a request gone), and its credit is the caller's to give back.
     pub fn on_stderr(&mut self, shared: &Arc<Shared>, bytes: &[u8]) -> bool {
-        match &mut self.proto {
-            Proto::FastCgi(f) => f.on_stderr(&mut self.io, shared.req, bytes),
-            _ => {
-                let text = String::from_utf8_lossy(bytes);
-                log::warn!("request {}: stderr: {}", shared.req.key, text.trim_end());
-                false
-            }
+        let written = self
+            .proto
+            .machine()
+            .is_some_and(|m| m.on_stderr(&mut self.io, shared.req, bytes));
+        if !written {
+            let text = String::from_utf8_lossy(bytes);
+            log::warn!("request {}: stderr: {}", shared.req.key, text.trim_end());
         }
+        written
     }
 
     /// Moves more held output into the buffer, once it has drained.
@@ -361,10 +379,8 @@ impl Conn {
         if !self.io.held_waiting || !self.io.out.is_empty() {
             return;
         }
-        match &mut self.proto {
-            Proto::FastCgi(f) => f.release_all(ctx, &mut self.io),
-            Proto::Scgi(s) => s.release_all(ctx, &mut self.io),
-            Proto::Detect => {}
+        if let Some(m) = self.proto.machine() {
+            m.release_all(ctx, &mut self.io);
         }
         self.after_protocol_step(ctx);
     }
@@ -397,11 +413,7 @@ impl Conn {
 
     /// Requests begun and not yet ended.
     pub fn in_flight(&self) -> usize {
-        match &self.proto {
-            Proto::FastCgi(f) => f.in_flight(),
-            Proto::Scgi(s) => s.in_flight(),
-            Proto::Detect => 0,
-        }
+        self.proto.machine_ref().map_or(0, |m| m.in_flight())
     }
 
     /// Writes pending output; a closing connection that has written
@@ -433,11 +445,7 @@ impl Conn {
     /// it). A refusal sent while the body still arrives lingers, so the
     /// sender reads the refusal instead of a reset.
     fn may_close_at_once(&self) -> bool {
-        let input_done = match &self.proto {
-            Proto::FastCgi(f) => f.input_complete(),
-            Proto::Scgi(s) => s.input_complete(),
-            Proto::Detect => false,
-        };
+        let input_done = self.proto.machine_ref().is_some_and(|m| m.input_complete());
         let unix = matches!(self.stream, Stream::Unix(_));
         input_done && unix && self.rbuf.is_empty() && !self.io.refused
     }
@@ -462,10 +470,13 @@ impl Conn {
         self.reading = reading;
     }
 
-    /// Since when a pause in a body counts against the client: None while
-    /// the connection is not read.
-    fn body_clock(&self) -> Option<Instant> {
-        self.may_read().then_some(self.reading_since)
+    /// Since when a pause in a body counts against the client (None while
+    /// the connection is not read), and the last read.
+    fn body_clock(&self) -> BodyClock {
+        BodyClock {
+            reading_since: self.may_read().then_some(self.reading_since),
+            last_read: self.last_read,
+        }
     }
 
     /// When unwritten output has waited too long for the client.
@@ -490,10 +501,8 @@ impl Conn {
 
     /// Aborts every request in flight (the connection is going away).
     pub fn abort_all(&mut self, ctx: &mut Ctx) {
-        match &mut self.proto {
-            Proto::FastCgi(f) => f.abort_all(ctx, &self.io.peer),
-            Proto::Scgi(s) => s.abort_all(ctx, &self.io.peer),
-            Proto::Detect => {}
+        if let Some(m) = self.proto.machine() {
+            m.abort_all(ctx, &self.io.peer);
         }
     }
 
@@ -509,11 +518,10 @@ impl Conn {
             _ => None,
         };
         let clock = self.body_clock();
-        let reqs = match &self.proto {
-            Proto::FastCgi(f) => f.next_deadline(l, clock),
-            Proto::Scgi(s) => s.next_deadline(l, clock.map(|c| c.max(self.last_read))),
-            Proto::Detect => None,
-        };
+        let reqs = self
+            .proto
+            .machine_ref()
+            .and_then(|m| m.next_deadline(l, clock));
         [own, reqs, self.send_deadline(l)]
             .into_iter()
             .flatten()
@@ -558,12 +566,8 @@ impl Conn {
             }
             _ => {}
         }
-        match &mut self.proto {
-            Proto::FastCgi(f) => f.on_timer(ctx, &mut self.io, clock)?,
-            Proto::Scgi(s) => {
-                s.on_timer(ctx, &mut self.io, clock.map(|c| c.max(self.last_read)))?
-            }
-            Proto::Detect => {}
+        if let Some(m) = self.proto.machine() {
+            m.on_timer(ctx, &mut self.io, clock)?;
         }
         self.after_protocol_step(ctx);
         // A request ended here may have held the pause under which input

@@ -13,6 +13,7 @@ use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::id_map::Requests;
 use super::limits::Limits;
 use super::listener::Peer;
+use super::machine::{BodyClock, Machine};
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -71,47 +72,9 @@ impl FcgiConn {
         FcgiConn::default()
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.reqs.len()
-    }
-
     /// Whether a request in flight asked FCGI_KEEP_CONN.
     pub fn keeps_conn(&self) -> bool {
         self.reqs.values().any(|r| r.keep_conn)
-    }
-
-    /// Whether every request in flight has all its input (PARAMS, STDIN,
-    /// and DATA for a FILTER) and no record is cut in half.
-    pub fn input_complete(&self) -> bool {
-        self.decoder.is_between_records()
-            && self.reqs.values().all(|r| match &r.phase {
-                Phase::Params { .. } => false,
-                Phase::Running { shared, .. } => shared.input_complete(),
-            })
-    }
-
-    /// Decodes and handles records until the input is used up or a
-    /// request's unread body pauses the connection. Returns bytes used.
-    pub fn process(
-        &mut self,
-        ctx: &mut Ctx,
-        io: &mut ConnIo,
-        input: &[u8],
-    ) -> Result<usize, CloseReason> {
-        let mut pos = 0;
-        while pos < input.len() && !io.paused() {
-            let (n, event) = self
-                .decoder
-                .decode(&input[pos..])
-                .map_err(|e| protocol_error(e.to_string()))?;
-            pos += n;
-            match event {
-                Some(event) => self.on_event(ctx, io, event)?,
-                None if n == 0 => break,
-                None => {}
-            }
-        }
-        Ok(pos)
     }
 
     fn on_event(
@@ -365,76 +328,6 @@ impl FcgiConn {
         end_request(ctx, io, id, req, 0, CLIENT_GONE);
     }
 
-    /// A worker's (or a `Reply`'s) output for one of this connection's
-    /// requests: written now, or held until the input has ended (and any
-    /// output held before it has gone).
-    pub fn on_output(
-        &mut self,
-        ctx: &mut Ctx,
-        io: &mut ConnIo,
-        r: ReqRef,
-        head: Option<Head>,
-        body: Vec<u8>,
-        end: End,
-    ) {
-        let id = r.stream_id;
-        let Some(req) = self.reqs.get_mut(&id) else {
-            return;
-        };
-        let Phase::Running {
-            shared,
-            input_ended,
-            held,
-            head_sent,
-            ..
-        } = &mut req.phase
-        else {
-            return;
-        };
-        if shared.req.key != r.key {
-            return;
-        }
-        if *input_ended && held.is_none() {
-            return self.emit(ctx, io, id, Chunk { head, body, end }, true);
-        }
-        note_output(&mut req.log, head.as_ref().map(|h| h.status), body.len());
-        // Held, the bytes no longer count against the writer's credit.
-        shared.release_output(body.len());
-        let failed_unseen = end == End::Failed && !*head_sent;
-        let stashed = held
-            .get_or_insert_default()
-            .stash(head, &body, end, &ctx.temp);
-        match (stashed, failed_unseen) {
-            // Nothing reached the client yet: a clean answer instead.
-            (Ok(()), true) => self.refuse_any(ctx, io, id, Refusal::new(500)),
-            (Ok(()), false) => {}
-            (Err(e), _) => {
-                log::warn!("request {id}: holding its output: {e}");
-                self.cut(ctx, io, id, 503);
-            }
-        }
-    }
-
-    /// A handler's error output as FCGI_STDERR records, at once: front
-    /// servers log it (nginx: "FastCGI sent in stderr") and it is no part
-    /// of the response, so the response-timing hold does not apply.
-    /// False when the request is gone (its credit is the caller's).
-    pub fn on_stderr(&mut self, io: &mut ConnIo, r: ReqRef, bytes: &[u8]) -> bool {
-        let Some(FcgiReq {
-            phase: Phase::Running { shared, .. },
-            ..
-        }) = self.reqs.get(&r.stream_id)
-        else {
-            return false;
-        };
-        if shared.req.key != r.key {
-            return false;
-        }
-        fcgi::encode_stream(&mut io.out.buf, RecordType::Stderr, r.stream_id, bytes);
-        io.out.credit(shared, bytes.len());
-        true
-    }
-
     /// Encodes one piece of a request's output; `credit`: the writer waits
     /// for these bytes (held ones gave theirs back).
     fn emit(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, c: Chunk, credit: bool) {
@@ -507,8 +400,146 @@ impl FcgiConn {
         }
     }
 
+    /// Aborts a running request past a deadline: answered with `status`
+    /// if nothing went out yet, else cut short.
+    fn cut(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, status: u16) {
+        bump(&ctx.stats.aborted_requests);
+        let head_sent = self.reqs.get(&id).is_some_and(|r| {
+            matches!(
+                r.phase,
+                Phase::Running {
+                    head_sent: true,
+                    ..
+                }
+            )
+        });
+        if !head_sent {
+            self.refuse_any(ctx, io, id, Refusal::new(status));
+        } else if let Some(req) = self.reqs.remove(&id) {
+            release(io, &req.phase);
+            end_request(ctx, io, id, req, 1, status);
+        }
+    }
+}
+
+impl Machine for FcgiConn {
+    /// A FIN after complete requests is a half-close, unless they asked
+    /// FCGI_KEEP_CONN: a connection meant to live on that ends is nginx's
+    /// abort.
+    fn answers_half_close(&self) -> bool {
+        self.input_complete() && !self.keeps_conn()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.reqs.len()
+    }
+
+    /// Whether every request in flight has all its input (PARAMS, STDIN,
+    /// and DATA for a FILTER) and no record is cut in half.
+    fn input_complete(&self) -> bool {
+        self.decoder.is_between_records()
+            && self.reqs.values().all(|r| match &r.phase {
+                Phase::Params { .. } => false,
+                Phase::Running { shared, .. } => shared.input_complete(),
+            })
+    }
+
+    /// Decodes and handles records until the input is used up or a
+    /// request's unread body pauses the connection. Returns bytes used.
+    fn process(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        input: &[u8],
+    ) -> Result<usize, CloseReason> {
+        let mut pos = 0;
+        while pos < input.len() && !io.paused() {
+            let (n, event) = self
+                .decoder
+                .decode(&input[pos..])
+                .map_err(|e| protocol_error(e.to_string()))?;
+            pos += n;
+            match event {
+                Some(event) => self.on_event(ctx, io, event)?,
+                None if n == 0 => break,
+                None => {}
+            }
+        }
+        Ok(pos)
+    }
+
+    /// A worker's (or a `Reply`'s) output for one of this connection's
+    /// requests: written now, or held until the input has ended (and any
+    /// output held before it has gone).
+    fn on_output(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        r: ReqRef,
+        head: Option<Head>,
+        body: Vec<u8>,
+        end: End,
+    ) {
+        let id = r.stream_id;
+        let Some(req) = self.reqs.get_mut(&id) else {
+            return;
+        };
+        let Phase::Running {
+            shared,
+            input_ended,
+            held,
+            head_sent,
+            ..
+        } = &mut req.phase
+        else {
+            return;
+        };
+        if shared.req.key != r.key {
+            return;
+        }
+        if *input_ended && held.is_none() {
+            return self.emit(ctx, io, id, Chunk { head, body, end }, true);
+        }
+        note_output(&mut req.log, head.as_ref().map(|h| h.status), body.len());
+        // Held, the bytes no longer count against the writer's credit.
+        shared.release_output(body.len());
+        let failed_unseen = end == End::Failed && !*head_sent;
+        let stashed = held
+            .get_or_insert_default()
+            .stash(head, &body, end, &ctx.temp);
+        match (stashed, failed_unseen) {
+            // Nothing reached the client yet: a clean answer instead.
+            (Ok(()), true) => self.refuse_any(ctx, io, id, Refusal::new(500)),
+            (Ok(()), false) => {}
+            (Err(e), _) => {
+                log::warn!("request {id}: holding its output: {e}");
+                self.cut(ctx, io, id, 503);
+            }
+        }
+    }
+
+    /// A handler's error output as FCGI_STDERR records, at once: front
+    /// servers log it (nginx: "FastCGI sent in stderr") and it is no part
+    /// of the response, so the response-timing hold does not apply.
+    /// False when the request is gone (its credit is the caller's).
+    fn on_stderr(&mut self, io: &mut ConnIo, r: ReqRef, bytes: &[u8]) -> bool {
+        let Some(FcgiReq {
+            phase: Phase::Running { shared, .. },
+            ..
+        }) = self.reqs.get(&r.stream_id)
+        else {
+            return false;
+        };
+        if shared.req.key != r.key {
+            return false;
+        }
+        fcgi::encode_stream(&mut io.out.buf, RecordType::Stderr, r.stream_id, bytes);
+        io.out.credit(shared, bytes.len());
+        true
+    }
+
     /// Releases more held output once the connection's buffer drained.
-    pub fn release_all(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
+    fn release_all(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
         io.held_waiting = false;
         let ids: Vec<u16> = self
             .reqs
@@ -531,7 +562,7 @@ impl FcgiConn {
     }
 
     /// The connection is going away: every handler learns it.
-    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
+    fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
         ctx.hold_params(std::mem::take(&mut self.params_held), 0);
         for (_, req) in self.reqs.drain() {
             let Phase::Running { shared, .. } = &req.phase else {
@@ -544,27 +575,29 @@ impl FcgiConn {
         }
     }
 
-    /// The earliest deadline among this connection's requests; `clock`
-    /// is since when the connection is read (None: it is not).
-    pub fn next_deadline(&self, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
+    /// The earliest deadline among this connection's requests; a body's
+    /// clock runs while the connection is read.
+    fn next_deadline(&self, l: &Limits, clock: BodyClock) -> Option<Instant> {
         self.reqs
             .values()
-            .filter_map(|r| deadline(r, l, clock))
+            .filter_map(|r| deadline(r, l, clock.reading_since))
             .min()
     }
 
     /// Handles requests past their deadline at `ctx.now`.
-    pub fn on_timer(
+    fn on_timer(
         &mut self,
         ctx: &mut Ctx,
         io: &mut ConnIo,
-        clock: Option<Instant>,
+        clock: BodyClock,
     ) -> Result<(), CloseReason> {
         let now = ctx.now;
         let expired: Vec<u16> = self
             .reqs
             .iter()
-            .filter(|(_, r)| deadline(r, &ctx.limits, clock).is_some_and(|d| d <= now))
+            .filter(|(_, r)| {
+                deadline(r, &ctx.limits, clock.reading_since).is_some_and(|d| d <= now)
+            })
             .map(|(&id, _)| id)
             .collect();
         for id in expired {
@@ -586,27 +619,6 @@ impl FcgiConn {
             }
         }
         Ok(())
-    }
-
-    /// Aborts a running request past a deadline: answered with `status`
-    /// if nothing went out yet, else cut short.
-    fn cut(&mut self, ctx: &mut Ctx, io: &mut ConnIo, id: u16, status: u16) {
-        bump(&ctx.stats.aborted_requests);
-        let head_sent = self.reqs.get(&id).is_some_and(|r| {
-            matches!(
-                r.phase,
-                Phase::Running {
-                    head_sent: true,
-                    ..
-                }
-            )
-        });
-        if !head_sent {
-            self.refuse_any(ctx, io, id, Refusal::new(status));
-        } else if let Some(req) = self.reqs.remove(&id) {
-            release(io, &req.phase);
-            end_request(ctx, io, id, req, 1, status);
-        }
     }
 }
 

@@ -20,6 +20,7 @@ mod id_map;
 mod janitor;
 mod limits;
 mod listener;
+mod machine;
 mod message;
 pub mod notify;
 mod options;

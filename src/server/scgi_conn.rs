@@ -13,6 +13,7 @@ use super::context::Ctx;
 use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::limits::Limits;
 use super::listener::Peer;
+use super::machine::{BodyClock, Machine};
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -53,34 +54,6 @@ impl ScgiConn {
             phase: Phase::Header,
             log: None,
             held: 0,
-        }
-    }
-
-    pub fn in_flight(&self) -> usize {
-        matches!(self.phase, Phase::Running { .. }) as usize
-    }
-
-    /// Whether the whole request (header and body) has arrived.
-    pub fn input_complete(&self) -> bool {
-        match self.phase {
-            Phase::Header => false,
-            Phase::Running { remaining, .. } => remaining == 0,
-            Phase::Done => true,
-        }
-    }
-
-    /// Handles input; returns the bytes used (a partial header uses none,
-    /// and is kept by the connection until it is complete).
-    pub fn process(
-        &mut self,
-        ctx: &mut Ctx,
-        io: &mut ConnIo,
-        input: &[u8],
-    ) -> Result<usize, CloseReason> {
-        match &mut self.phase {
-            Phase::Header => Ok(self.header(ctx, io, input)),
-            Phase::Running { .. } => Ok(self.body(ctx, io, input)),
-            Phase::Done => Ok(input.len()),
         }
     }
 
@@ -236,9 +209,87 @@ impl ScgiConn {
         ctx.log_end(self.log.take(), &io.peer, queue);
     }
 
+    /// Writes one piece of the response; `credit`: the writer waits for
+    /// these bytes (held ones gave theirs back).
+    fn emit(&mut self, ctx: &mut Ctx, io: &mut ConnIo, c: Chunk, credit: bool) {
+        let Phase::Running {
+            shared, head_sent, ..
+        } = &mut self.phase
+        else {
+            return;
+        };
+        let status = c.head.as_ref().map(|h| h.status);
+        if let Some(h) = c.head {
+            write_reply_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
+            *head_sent = true;
+        }
+        io.out.buf.extend_from_slice(&c.body);
+        if credit {
+            io.out.credit(shared, c.body.len());
+            note_output(&mut self.log, status, c.body.len());
+        }
+        if c.end != End::No {
+            self.set_status(500, false);
+            self.finish(ctx, io);
+        }
+    }
+
+    /// Ends the request with `status` if nothing went out yet, else cuts
+    /// the response short (the connection closes after what was written).
+    fn fail(&mut self, ctx: &mut Ctx, io: &mut ConnIo, status: u16) {
+        let Phase::Running {
+            shared, head_sent, ..
+        } = &self.phase
+        else {
+            return;
+        };
+        if !*head_sent {
+            return self.refuse(ctx, io, Refusal::new(status));
+        }
+        io.abort(shared);
+        self.set_status(status, false);
+        self.finish(ctx, io);
+    }
+
+    fn drop_held(&mut self) {
+        if let Phase::Running { held, .. } = &mut self.phase {
+            *held = None;
+        }
+    }
+}
+
+impl Machine for ScgiConn {
+    fn in_flight(&self) -> usize {
+        matches!(self.phase, Phase::Running { .. }) as usize
+    }
+
+    /// Whether the whole request (header and body) has arrived.
+    fn input_complete(&self) -> bool {
+        match self.phase {
+            Phase::Header => false,
+            Phase::Running { remaining, .. } => remaining == 0,
+            Phase::Done => true,
+        }
+    }
+
+    /// Handles input; returns the bytes used (a partial header uses none,
+    /// and is kept by the connection until it is complete).
+    fn process(
+        &mut self,
+        ctx: &mut Ctx,
+        io: &mut ConnIo,
+        input: &[u8],
+    ) -> Result<usize, CloseReason> {
+        match &mut self.phase {
+            Phase::Header => Ok(self.header(ctx, io, input)),
+            Phase::Running { .. } => Ok(self.body(ctx, io, input)),
+            Phase::Done => Ok(input.len()),
+        }
+    }
+
     /// A worker's (or a `Reply`'s) output: written now, or held until
     /// the body has ended (and any output held before it has gone).
-    pub fn on_output(
+    fn on_output(
         &mut self,
         ctx: &mut Ctx,
         io: &mut ConnIo,
@@ -281,34 +332,9 @@ impl ScgiConn {
         }
     }
 
-    /// Writes one piece of the response; `credit`: the writer waits for
-    /// these bytes (held ones gave theirs back).
-    fn emit(&mut self, ctx: &mut Ctx, io: &mut ConnIo, c: Chunk, credit: bool) {
-        let Phase::Running {
-            shared, head_sent, ..
-        } = &mut self.phase
-        else {
-            return;
-        };
-        let status = c.head.as_ref().map(|h| h.status);
-        if let Some(h) = c.head {
-            write_reply_head(&mut io.out.buf, h.status, &h.reason, &h.headers);
-            *head_sent = true;
-        }
-        io.out.buf.extend_from_slice(&c.body);
-        if credit {
-            io.out.credit(shared, c.body.len());
-            note_output(&mut self.log, status, c.body.len());
-        }
-        if c.end != End::No {
-            self.set_status(500, false);
-            self.finish(ctx, io);
-        }
-    }
-
     /// Moves held output into the connection's buffer while it has room
     /// (the body must have ended); the rest waits for the next call.
-    pub fn release_all(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
+    fn release_all(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
         io.held_waiting = false;
         while io.out.pending() < RELEASE_ROOM {
             let Phase::Running {
@@ -331,30 +357,7 @@ impl ScgiConn {
         io.held_waiting = true;
     }
 
-    /// Ends the request with `status` if nothing went out yet, else cuts
-    /// the response short (the connection closes after what was written).
-    fn fail(&mut self, ctx: &mut Ctx, io: &mut ConnIo, status: u16) {
-        let Phase::Running {
-            shared, head_sent, ..
-        } = &self.phase
-        else {
-            return;
-        };
-        if !*head_sent {
-            return self.refuse(ctx, io, Refusal::new(status));
-        }
-        io.abort(shared);
-        self.set_status(status, false);
-        self.finish(ctx, io);
-    }
-
-    fn drop_held(&mut self) {
-        if let Phase::Running { held, .. } = &mut self.phase {
-            *held = None;
-        }
-    }
-
-    pub fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
+    fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
         self.release_header(ctx);
         if let Phase::Running { shared, .. } = &self.phase {
             shared.abort();
@@ -369,7 +372,10 @@ impl ScgiConn {
     /// The request's deadline: `--request-timeout`, and `--body-timeout`
     /// from `clock` (the last read, None while the connection is not
     /// read) while body bytes are still to come.
-    pub fn next_deadline(&self, l: &Limits, clock: Option<Instant>) -> Option<Instant> {
+    /// A body's clock runs while the connection is read, from its last
+    /// read at the earliest (SCGI has no records to time).
+    fn next_deadline(&self, l: &Limits, clock: BodyClock) -> Option<Instant> {
+        let clock = clock.reading_since.map(|c| c.max(clock.last_read));
         let Phase::Running {
             dispatched,
             remaining,
@@ -386,11 +392,11 @@ impl ScgiConn {
         request.into_iter().chain(body).min()
     }
 
-    pub fn on_timer(
+    fn on_timer(
         &mut self,
         ctx: &mut Ctx,
         io: &mut ConnIo,
-        clock: Option<Instant>,
+        clock: BodyClock,
     ) -> Result<(), CloseReason> {
         if self
             .next_deadline(&ctx.limits, clock)
