@@ -33,7 +33,16 @@ pub struct Params {
 impl Params {
     /// From a complete FastCGI PARAMS block (all PARAMS content of one request concatenated).
     pub fn from_fastcgi(block: Vec<u8>) -> Result<Params, Error> {
-        let mut entries = Vec::with_capacity(TYPICAL_PAIRS);
+        Params::from_fastcgi_reusing(block, Vec::with_capacity(TYPICAL_PAIRS))
+    }
+
+    /// As [`Params::from_fastcgi`], filling `entries` (emptied first), a
+    /// vector an earlier request gave back ([`Params::into_buffers`]).
+    pub fn from_fastcgi_reusing(
+        block: Vec<u8>,
+        mut entries: Vec<PairRange>,
+    ) -> Result<Params, Error> {
+        entries.clear();
         for pair in fastcgi::pair_ranges(&block) {
             entries.push(pair?);
         }
@@ -41,6 +50,17 @@ impl Params {
             buf: block,
             entries,
         })
+    }
+
+    /// The two vectors, emptied, for a host that reuses them for the next
+    /// request's params: allocated on the thread that reads requests and
+    /// dropped on the one that ran the handler, they would otherwise cost
+    /// that thread's allocator a foreign free each, every request.
+    pub fn into_buffers(self) -> SpareBuffers {
+        let (mut buf, mut entries) = (self.buf, self.entries);
+        buf.clear();
+        entries.clear();
+        SpareBuffers { buf, entries }
     }
 
     /// From the content of an SCGI netstring (NAME\0VALUE\0...).
@@ -160,15 +180,37 @@ pub struct ParamsBuffer {
     buf: Vec<u8>,
     limit: usize,
     overflowed: bool,
+    /// The ranges vector the finished params fill (reused, or new).
+    entries: Vec<PairRange>,
+}
+
+/// The emptied vectors of a request's params, kept to be filled again.
+#[derive(Debug, Default)]
+pub struct SpareBuffers {
+    buf: Vec<u8>,
+    entries: Vec<PairRange>,
+}
+
+impl SpareBuffers {
+    /// The memory they hold.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() + self.entries.capacity() * std::mem::size_of::<PairRange>()
+    }
 }
 
 impl ParamsBuffer {
     /// An empty buffer that holds at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
+        ParamsBuffer::reusing(limit, SpareBuffers::default())
+    }
+
+    /// An empty buffer in the vectors of a finished request's params.
+    pub fn reusing(limit: usize, spare: SpareBuffers) -> Self {
         ParamsBuffer {
-            buf: Vec::new(),
+            buf: spare.buf,
             limit,
             overflowed: false,
+            entries: spare.entries,
         }
     }
 
@@ -209,7 +251,10 @@ impl ParamsBuffer {
         if self.overflowed {
             return Err(Error::ParamsTooLarge { limit: self.limit });
         }
-        Params::from_fastcgi(self.buf)
+        match self.entries.capacity() {
+            0 => Params::from_fastcgi(self.buf),
+            _ => Params::from_fastcgi_reusing(self.buf, self.entries),
+        }
     }
 }
 
@@ -217,6 +262,33 @@ impl ParamsBuffer {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn params_built_in_reused_vectors_equal_fresh_ones() {
+        let first = fcgi_block(&[(b"A", b"1"), (b"LONGER_NAME", b"x".repeat(300).as_slice())]);
+        let second = fcgi_block(&[(b"B", b"2"), (b"A", b"3")]);
+        let mut buffer = ParamsBuffer::new(4096);
+        buffer.push(&first);
+        let spare = buffer.finish().unwrap().into_buffers();
+        let kept = spare.capacity();
+        assert!(kept >= first.len(), "{kept}");
+        let mut reused = ParamsBuffer::reusing(4096, spare);
+        assert_eq!(
+            reused.held(),
+            reused.held().max(first.len()),
+            "capacity carried over"
+        );
+        reused.push(&second);
+        let p = reused.finish().unwrap();
+        let fresh = Params::from_fastcgi(second.clone()).unwrap();
+        let pairs = |p: &Params| {
+            p.iter()
+                .map(|(n, v)| (n.to_vec(), v.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(pairs(&p), pairs(&fresh));
+        assert_eq!(p.get("A"), Some(&b"3"[..]));
+    }
 
     #[test]
     fn get_each_agrees_with_get_repeats_included() {

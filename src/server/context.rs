@@ -18,7 +18,7 @@ use super::router::Router;
 use super::spool::TempSpace;
 use super::stats::{bump, StatsHandle};
 use super::warnings::Warnings;
-use crate::protocol::params::Params;
+use crate::protocol::params::{Params, ParamsBuffer, SpareBuffers};
 
 /// The loop's state, lent to one connection at a time.
 pub struct Ctx {
@@ -39,9 +39,31 @@ pub struct Ctx {
     /// Bytes held by params not yet complete, over every connection
     /// (loop-owned: only the loop thread touches it).
     pub params_held: usize,
+    /// Params vectors of finished requests, handed back by the workers to
+    /// be filled by the next requests read (see `Params::into_buffers`).
+    spare_params: Vec<SpareBuffers>,
 }
 
+/// Spare params vectors kept, and the largest kept: enough for a turn's
+/// batch of requests, and no memory a burst of huge heads would pin.
+const SPARE_PARAMS: usize = 64;
+const SPARE_PARAMS_BYTES: usize = 4096;
+
 impl Ctx {
+    /// Keeps a finished request's params vectors for a next request.
+    pub fn recycle_params(&mut self, params: Params) {
+        let spare = params.into_buffers();
+        if self.spare_params.len() < SPARE_PARAMS && spare.capacity() <= SPARE_PARAMS_BYTES {
+            self.spare_params.push(spare);
+        }
+    }
+
+    /// A buffer for a new request's params, in recycled vectors if any.
+    pub fn params_buffer(&mut self) -> ParamsBuffer {
+        let spare = self.spare_params.pop().unwrap_or_default();
+        ParamsBuffer::reusing(self.limits.max_params_bytes, spare)
+    }
+
     pub fn new(limits: Limits, router: Arc<Router>, pool: Pool, sender: LoopSender) -> Ctx {
         Ctx {
             limits,
@@ -56,6 +78,7 @@ impl Ctx {
             access_log: None,
             slow_threshold: None,
             temp: TempSpace::new(std::env::temp_dir(), u64::MAX),
+            spare_params: Vec::new(),
             params_held: 0,
         }
     }

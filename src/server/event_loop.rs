@@ -372,7 +372,11 @@ impl EventLoop {
                     head,
                     body,
                     end,
+                    spare,
                 } => {
+                    if let Some(params) = spare {
+                        self.ctx.recycle_params(params);
+                    }
                     let Some(conn) = self.conns.get_id(req.conn) else {
                         continue;
                     };

@@ -156,7 +156,7 @@ impl FcgiConn {
             return Ok(());
         }
         io.begun += 1;
-        let params = ParamsBuffer::new(ctx.limits.max_params_bytes);
+        let params = ctx.params_buffer();
         let req = FcgiReq {
             keep_conn,
             begun: ctx.now,

@@ -14,6 +14,7 @@ use super::poller::Token;
 use super::shared::Shared;
 use super::waker::Waker;
 use crate::protocol::cgi_response::Head;
+use crate::protocol::params::Params;
 
 /// Names a connection across slab-slot reuse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub enum Message {
         head: Option<Head>,
         body: Vec<u8>,
         end: End,
+        /// With the last output of a pool handler: its request's params,
+        /// for the loop to reuse their vectors.
+        spare: Option<Params>,
     },
     /// Error output of a request's handler: FCGI_STDERR records on
     /// FastCGI (written at once: it is no part of the response, so it is

@@ -364,7 +364,9 @@ impl Worker {
     }
 }
 
-/// What a worker gets from the queue.
+/// What a worker gets from the queue (moved once per job, never stored:
+/// boxing the job would cost an allocation per request).
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Job(Job),
     Closed,
@@ -382,7 +384,7 @@ fn run_job(job: Job, stats: &Stats) {
         stats.queue_wait.observe(waited);
     }
     let result = catch_unwind(AssertUnwindSafe(|| handler.handle(&mut req, &mut resp)));
-    drop(req);
+    resp.keep_spare(req.into_params());
     let result = result.unwrap_or_else(|_| Err(std::io::Error::other("handler panicked")));
     resp.complete(result);
 }

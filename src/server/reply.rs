@@ -114,6 +114,7 @@ impl Reply {
             head,
             body,
             end,
+            spare: None,
         });
     }
 

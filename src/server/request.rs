@@ -61,6 +61,12 @@ impl Request {
         }
     }
 
+    /// The params, the request done with (the pool hands their vectors
+    /// back to the loop).
+    pub(crate) fn into_params(self) -> Params {
+        self.params
+    }
+
     /// Every param (CGI variable) the front server sent.
     pub fn params(&self) -> &Params {
         &self.params

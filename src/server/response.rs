@@ -15,6 +15,7 @@ use std::sync::Arc;
 use super::message::{End, Message};
 use super::shared::Shared;
 use crate::protocol::cgi_response::{reason_phrase, Head};
+use crate::protocol::params::Params;
 
 /// Body bytes gathered before a chunk is handed to the loop.
 const CHUNK: usize = 32 * 1024;
@@ -28,6 +29,9 @@ pub struct Response {
     head_out: bool,
     buf: Vec<u8>,
     done: bool,
+    /// The request's params once its handler returned: they go back to
+    /// the loop with the last output, to be reused.
+    spare: Option<Params>,
 }
 
 impl Response {
@@ -39,6 +43,7 @@ impl Response {
             head_out: false,
             buf: Vec::new(),
             done: false,
+            spare: None,
         }
     }
 
@@ -117,11 +122,17 @@ impl Response {
         self.shared.acquire_output(body.len())?;
         let head = self.take_head();
         let req = self.shared.req;
+        let spare = if end == End::No {
+            None
+        } else {
+            self.spare.take()
+        };
         self.shared.sender().send(Message::Output {
             req,
             head,
             body,
             end,
+            spare,
         });
         Ok(())
     }
@@ -138,6 +149,11 @@ impl Response {
             return Ok(());
         }
         self.send(body, end)
+    }
+
+    /// Gives the response its request's params to hand back to the loop.
+    pub(crate) fn keep_spare(&mut self, params: Params) {
+        self.spare = Some(params);
     }
 
     /// Ends the response after the handler returned: complete on success;
