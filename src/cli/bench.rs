@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::config::Error;
-use super::request::{parse_header, parse_param, parse_spec, read_data};
+use super::request::{parse_spec, read_data, ExtraParams};
 use super::units::parse_duration;
 use crate::client::bench::{self, BenchOptions, Limit, Progress, Report};
 use crate::client::RequestOptions;
@@ -83,18 +83,8 @@ pub struct BenchArgs {
     /// Request body (a POST with CONTENT_LENGTH), or @FILE to read it from a file
     #[arg(long, value_name = "STRING|@FILE", allow_hyphen_values = true)]
     pub data: Option<String>,
-    /// An HTTP header, sent as an HTTP_NAME param (repeatable)
-    #[arg(
-        short = 'H',
-        long = "header",
-        value_name = "NAME: VALUE",
-        allow_hyphen_values = true
-    )]
-    pub headers: Vec<String>,
-    /// An extra param, replacing one of the same name, e.g.
-    /// SCRIPT_FILENAME=/srv/www/hello.php for php-fpm (repeatable)
-    #[arg(long = "param", value_name = "NAME=VALUE", allow_hyphen_values = true)]
-    pub params: Vec<String>,
+    #[command(flatten)]
+    pub extra: ExtraParams,
     /// Threads the connections are split over
     #[arg(short = 't', long, value_name = "N", default_value = "1")]
     pub threads: String,
@@ -127,16 +117,7 @@ impl BenchArgs {
             request.method = "POST".to_string();
         }
         request.keep_conn = !self.no_keep_conn;
-        request.headers = self
-            .headers
-            .iter()
-            .map(|h| parse_header(h))
-            .collect::<Result<_, _>>()?;
-        request.params = self
-            .params
-            .iter()
-            .map(|p| parse_param(p))
-            .collect::<Result<_, _>>()?;
+        self.extra.apply(&mut request)?;
         request.timeout = match parse_duration(&self.timeout) {
             Ok(d) if !d.is_zero() => d,
             _ => return Err(Error::new("--timeout", &self.timeout, DURATION_EXAMPLE)),

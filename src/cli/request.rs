@@ -31,6 +31,40 @@ pub(crate) fn run(args: &RequestArgs, verbosity: (u8, u8)) -> ExitCode {
 }
 
 /// The options of `fastgate request`, as clap reads them.
+/// `-H` and `--param`, which `request` and `bench` share.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ExtraParams {
+    /// An HTTP header, sent as an HTTP_NAME param (repeatable)
+    #[arg(
+        short = 'H',
+        long = "header",
+        value_name = "NAME: VALUE",
+        allow_hyphen_values = true
+    )]
+    pub headers: Vec<String>,
+    /// An extra param, replacing one of the same name, e.g.
+    /// SCRIPT_FILENAME=/srv/www/hello.php for php-fpm (repeatable)
+    #[arg(long = "param", value_name = "NAME=VALUE", allow_hyphen_values = true)]
+    pub params: Vec<String>,
+}
+
+impl ExtraParams {
+    /// Checks both (naming the flag at fault) into the request.
+    pub fn apply(&self, opts: &mut RequestOptions) -> Result<(), Error> {
+        opts.headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<_, _>>()?;
+        opts.params = self
+            .params
+            .iter()
+            .map(|p| parse_param(p))
+            .collect::<Result<_, _>>()?;
+        Ok(())
+    }
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct RequestArgs {
     /// The backend: fastcgi://HOST:PORT, fastcgi:/path.sock, scgi://..., scgi:/...; a bare
@@ -46,17 +80,8 @@ pub struct RequestArgs {
     /// Request body, or @FILE to read it from a file
     #[arg(short, long, value_name = "STRING|@FILE", allow_hyphen_values = true)]
     pub data: Option<String>,
-    /// An HTTP header, sent as an HTTP_NAME param (repeatable)
-    #[arg(
-        short = 'H',
-        long = "header",
-        value_name = "NAME: VALUE",
-        allow_hyphen_values = true
-    )]
-    pub headers: Vec<String>,
-    /// An extra param, replacing one of the same name (repeatable)
-    #[arg(long = "param", value_name = "NAME=VALUE", allow_hyphen_values = true)]
-    pub params: Vec<String>,
+    #[command(flatten)]
+    pub extra: ExtraParams,
     /// Time allowed for the whole request
     #[arg(
         long,
@@ -98,16 +123,7 @@ impl RequestArgs {
             (None, Some(_)) => "POST".to_string(),
             (None, None) => "GET".to_string(),
         };
-        opts.headers = self
-            .headers
-            .iter()
-            .map(|h| parse_header(h))
-            .collect::<Result<_, _>>()?;
-        opts.params = self
-            .params
-            .iter()
-            .map(|p| parse_param(p))
-            .collect::<Result<_, _>>()?;
+        self.extra.apply(&mut opts)?;
         opts.timeout = parse_duration(&self.timeout)
             .ok()
             .filter(|d| !d.is_zero())
@@ -174,7 +190,7 @@ fn check_method(method: &str) -> Result<String, Error> {
 }
 
 /// `Name: value`.
-pub(crate) fn parse_header(header: &str) -> Result<(String, String), Error> {
+fn parse_header(header: &str) -> Result<(String, String), Error> {
     let bad = || Error::new("--header", header, "expected 'Name: value'");
     let (name, value) = header.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
@@ -186,7 +202,7 @@ pub(crate) fn parse_header(header: &str) -> Result<(String, String), Error> {
 }
 
 /// `NAME=VALUE`.
-pub(crate) fn parse_param(param: &str) -> Result<(String, String), Error> {
+fn parse_param(param: &str) -> Result<(String, String), Error> {
     match param.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
         _ => Err(Error::new("--param", param, "expected NAME=VALUE")),

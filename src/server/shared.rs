@@ -448,19 +448,8 @@ impl Shared {
             self.skip_stdin(&mut st);
         }
         loop {
-            if self.is_aborted() {
-                return Err(aborted_error());
-            }
-            let n = read_stream(st.stream(which), buf)?;
-            if n > 0 {
-                if st.paused && st.may_resume() {
-                    st.paused = false;
-                    self.send_resume();
-                }
+            if let Some(n) = self.read_now(&mut st, which, buf)? {
                 return Ok(n);
-            }
-            if st.stream(which).ended {
-                return Ok(0);
             }
             st.readers_waiting += 1;
             st = self.input_cv.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -473,22 +462,34 @@ impl Shared {
     /// [`Shared::set_input_waker`] runs at the next push.
     pub fn try_read(&self, which: Input, buf: &mut [u8]) -> io::Result<usize> {
         let mut st = lock(&self.input);
+        if let Some(n) = self.read_now(&mut st, which, buf)? {
+            return Ok(n);
+        }
+        st.wake_armed = true;
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
+    /// What a read gets now: Some(bytes) (0 at the end, or for an empty
+    /// `buf`), None when it must wait for more. Reading below the low-water
+    /// mark lets a paused connection be read again.
+    fn read_now(
+        &self,
+        st: &mut InputState,
+        which: Input,
+        buf: &mut [u8],
+    ) -> io::Result<Option<usize>> {
         if self.is_aborted() {
             return Err(aborted_error());
         }
         let n = read_stream(st.stream(which), buf)?;
-        if n > 0 {
-            if st.paused && st.may_resume() {
-                st.paused = false;
-                self.send_resume();
-            }
-            return Ok(n);
+        if n > 0 && st.paused && st.may_resume() {
+            st.paused = false;
+            self.send_resume();
         }
-        if st.stream(which).ended || buf.is_empty() {
-            return Ok(0);
+        if n > 0 || st.stream(which).ended || buf.is_empty() {
+            return Ok(Some(n));
         }
-        st.wake_armed = true;
-        Err(io::ErrorKind::WouldBlock.into())
+        Ok(None)
     }
 
     /// Sets the closure that [`Shared::try_read`]'s `WouldBlock` arms.
