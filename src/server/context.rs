@@ -42,12 +42,19 @@ pub struct Ctx {
     /// Params vectors of finished requests, handed back by the workers to
     /// be filled by the next requests read (see `Params::into_buffers`).
     spare_params: Vec<SpareBuffers>,
+    /// Response body buffers the loop has written out, lent to the next
+    /// responses: made on a worker and dropped here, each was a foreign
+    /// free for the allocator.
+    spare_bodies: Vec<Vec<u8>>,
 }
 
 /// Spare params vectors kept, and the largest kept: enough for a turn's
 /// batch of requests, and no memory a burst of huge heads would pin.
 const SPARE_PARAMS: usize = 64;
 const SPARE_PARAMS_BYTES: usize = 4096;
+/// The same for response bodies.
+const SPARE_BODIES: usize = 64;
+const SPARE_BODY_BYTES: usize = 16 * 1024;
 
 impl Ctx {
     /// Keeps a finished request's params vectors for a next request.
@@ -56,6 +63,20 @@ impl Ctx {
         if self.spare_params.len() < SPARE_PARAMS && spare.capacity() <= SPARE_PARAMS_BYTES {
             self.spare_params.push(spare);
         }
+    }
+
+    /// Keeps a response body buffer, written out, for a next response.
+    pub fn recycle_body(&mut self, mut body: Vec<u8>) {
+        let fits = (1..=SPARE_BODY_BYTES).contains(&body.capacity());
+        if fits && self.spare_bodies.len() < SPARE_BODIES {
+            body.clear();
+            self.spare_bodies.push(body);
+        }
+    }
+
+    /// An empty body buffer for a new response (recycled if one is kept).
+    pub fn spare_body(&mut self) -> Vec<u8> {
+        self.spare_bodies.pop().unwrap_or_default()
     }
 
     /// A buffer for a new request's params, in recycled vectors if any.
@@ -79,6 +100,7 @@ impl Ctx {
             slow_threshold: None,
             temp: TempSpace::new(std::env::temp_dir(), u64::MAX),
             spare_params: Vec::new(),
+            spare_bodies: Vec::new(),
             params_held: 0,
         }
     }

@@ -78,7 +78,7 @@ impl Ctx {
         let job = Job {
             handler,
             req: Request::new(params, path, role, shared.clone()),
-            resp: Response::new(shared.clone()),
+            resp: Response::with_buffer(shared.clone(), self.spare_body()),
         };
         if let Err(job) = self.pool.submit(job, self.now) {
             // Abort first: dropping the unrun response must not wait.

@@ -355,6 +355,7 @@ impl FcgiConn {
             io.out.credit(shared, c.body.len());
             note_output(&mut req.log, status, c.body.len());
         }
+        ctx.recycle_body(c.body);
         let app_status = match c.end {
             End::No => return,
             End::Complete => 0,

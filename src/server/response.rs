@@ -35,13 +35,15 @@ pub struct Response {
 }
 
 impl Response {
-    pub(crate) fn new(shared: Arc<Shared>) -> Response {
+    /// A response whose body starts in `buf` (empty; a recycled buffer's
+    /// capacity saves an allocation).
+    pub(crate) fn with_buffer(shared: Arc<Shared>, buf: Vec<u8>) -> Response {
         Response {
             shared,
             status: 200,
             headers: Vec::new(),
             head_out: false,
-            buf: Vec::new(),
+            buf,
             done: false,
             spare: None,
         }

@@ -228,6 +228,7 @@ impl ScgiConn {
             io.out.credit(shared, c.body.len());
             note_output(&mut self.log, status, c.body.len());
         }
+        ctx.recycle_body(c.body);
         if c.end != End::No {
             self.set_status(500, false);
             self.finish(ctx, io);
