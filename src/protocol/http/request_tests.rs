@@ -388,7 +388,7 @@ proptest! {
     }
 
     #[test]
-    fn request_like_bytes_never_panic(
+    fn request_like_bytes_decode_alike_in_any_split(
         parts in proptest::collection::vec(prop::sample::select(vec![
             &b"GET / HTTP/1.1\r\n"[..], b"Host: h\r\n", b"\r\n", b"\n", b"\r",
             b"Transfer-Encoding: chunked\r\n", b"Content-Length: 3\r\n", b"5\r\n",
@@ -400,6 +400,6 @@ proptest! {
         let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
         cuts.sort_unstable();
         let split = feed_in_chunks(&bytes, &cuts, 256);
-        prop_assert_eq!(split.is_ok(), feed_in_chunks(&bytes, &[], 256).is_ok());
+        prop_assert_eq!(split, feed_in_chunks(&bytes, &[], 256));
     }
 }

@@ -65,7 +65,8 @@ pub enum Body {
 /// the handler set them, the handler's headers minus `Status`, the
 /// hop-by-hop ones and `Content-Length` (this side always frames the body
 /// itself, so a wrong length from a handler cannot desynchronize the
-/// connection), `Connection: close` unless kept alive, and the framing:
+/// connection), `Connection: close` unless kept alive (`keep-alive` to a
+/// kept HTTP/1.0 client), and the framing:
 /// `Content-Length: N` when the length is known, else
 /// `Transfer-Encoding: chunked` (HTTP/1.0: none, and the connection closes).
 /// 1xx, 204 and 304 carry no framing header and no body.
@@ -119,6 +120,10 @@ fn no_body(status: u16) -> bool {
 fn write_framing(out: &mut Vec<u8>, status: u16, reply: &Reply, keep_alive: bool) {
     if !keep_alive {
         out.extend_from_slice(b"Connection: close\r\n");
+    } else if reply.version == Version::Http10 {
+        // An HTTP/1.0 client keeps the connection only when told so
+        // (RFC 9112 Appendix C.2.2).
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     if no_body(status) {
         return;

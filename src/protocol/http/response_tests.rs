@@ -72,6 +72,18 @@ fn unknown_length_is_chunked_or_until_close() {
     let (text, body) = encode(&head(200, &[]), &old);
     let want = format!("HTTP/1.1 200 OK\r\n{DATE}Server: fastgate\r\nConnection: close\r\n\r\n");
     assert_eq!((text, body), (want, Body::UntilClose));
+    let (text, body) = encode(
+        &head(200, &[]),
+        &Reply {
+            length: Some(1),
+            ..old
+        },
+    );
+    assert!(
+        text.ends_with("Connection: keep-alive\r\nContent-Length: 1\r\n\r\n"),
+        "{text}"
+    );
+    assert_eq!(body, Body::Identity);
 }
 
 #[test]
