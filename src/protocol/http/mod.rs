@@ -4,6 +4,8 @@
 //! - [`request`]: a resumable request [`Decoder`] fed
 //!   arbitrary splits of input, yielding a head, body pieces and the end of
 //!   each request, pipelined requests one after another.
+//! - [`head`]: the decoded head and the rules it must follow (framing,
+//!   version, Host, keep-alive, `100-continue`).
 //! - [`params`]: the CGI params nginx's `fastcgi_params` would send for a
 //!   decoded head, so the built-in apps see an HTTP request as they see a
 //!   FastCGI one.
@@ -20,6 +22,7 @@
 //! [`Error`] is this codec's own: each variant knows its status (400, 431
 //! or 505), as [`super::Error`] does for the other codecs.
 
+pub mod head;
 pub mod params;
 pub mod request;
 pub mod response;
