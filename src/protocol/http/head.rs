@@ -17,7 +17,7 @@
 
 use memchr::{memchr, memchr_iter};
 
-use super::Error;
+use super::{target, Error};
 use crate::protocol::excerpt;
 
 /// The protocol version of a request.
@@ -57,6 +57,9 @@ pub struct Head {
     pub method: String,
     /// The request target as sent (`/path?query`).
     pub target: String,
+    /// The path as nginx's `$uri`: percent-decoded, dot segments resolved,
+    /// slashes merged ([`super::target::normalize`]).
+    pub uri: Vec<u8>,
     /// The version.
     pub version: Version,
     /// Every header in order, names as sent, values trimmed.
@@ -65,8 +68,9 @@ pub struct Head {
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
-    /// `Expect: 100-continue` on an HTTP/1.1 request: the host decides
-    /// whether to send [`super::response::CONTINUE`] before reading the body.
+    /// `Expect: 100-continue` on an HTTP/1.1 request with a body (RFC 9110
+    /// §10.1.1: ignored in 1.0): the host decides whether to send
+    /// [`super::response::CONTINUE`] before reading the body.
     pub expect_continue: bool,
 }
 
@@ -87,14 +91,22 @@ impl Head {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// The target's path: before the first `?`.
-    pub fn path(&self) -> &str {
-        self.target.split_once('?').map_or(&self.target, |(p, _)| p)
+    /// The target in origin form (`/path?query`; an absolute-form
+    /// target's part from the path on), as nginx's `$request_uri`.
+    pub fn request_uri(&self) -> &str {
+        target::origin(&self.target)
     }
 
-    /// The target's query: after the first `?`, empty if none.
+    /// The raw path of [`Head::request_uri`]: before the first `?`.
+    pub fn path(&self) -> &str {
+        let uri = self.request_uri();
+        uri.split_once('?').map_or(uri, |(p, _)| p)
+    }
+
+    /// The query of [`Head::request_uri`]: after the first `?`, empty if
+    /// none.
     pub fn query(&self) -> &str {
-        self.target.split_once('?').map_or("", |(_, q)| q)
+        self.request_uri().split_once('?').map_or("", |(_, q)| q)
     }
 }
 
@@ -133,9 +145,11 @@ fn build_head(
     version: Version,
     headers: Vec<(String, Vec<u8>)>,
 ) -> Result<Head, Error> {
+    target::check(&method, &target)?;
     let mut head = Head {
         method,
         target,
+        uri: Vec::new(),
         version,
         headers,
         framing: Framing::None,
@@ -143,9 +157,12 @@ fn build_head(
         expect_continue: false,
     };
     check_host(&head)?;
+    head.uri = target::normalize(head.path())?;
     head.framing = framing(&head)?;
     head.keep_alive = keep_alive(&head);
+    let has_body = !matches!(head.framing, Framing::None | Framing::Length(0));
     head.expect_continue = version == Version::Http11
+        && has_body
         && head
             .values("Expect")
             .any(|v| v.eq_ignore_ascii_case(b"100-continue"));

@@ -5,7 +5,8 @@
 //!   arbitrary splits of input, yielding a head, body pieces and the end of
 //!   each request, pipelined requests one after another.
 //! - [`head`]: the decoded head and the rules it must follow (framing,
-//!   version, Host, keep-alive, `100-continue`).
+//!   version, Host, keep-alive, `100-continue`); [`target`]: the request
+//!   target's forms and the normalized path (nginx's `$uri`).
 //! - [`params`]: the CGI params nginx's `fastcgi_params` would send for a
 //!   decoded head, so the built-in apps see an HTTP request as they see a
 //!   FastCGI one.
@@ -26,6 +27,7 @@ pub mod head;
 pub mod params;
 pub mod request;
 pub mod response;
+pub mod target;
 
 use std::fmt;
 

@@ -51,7 +51,8 @@ impl Endpoint<'_> {
 ///
 /// As nginx: `CONTENT_TYPE` and `CONTENT_LENGTH` are always present, empty
 /// when absent (a chunked body has no length); `SCRIPT_NAME` and
-/// `DOCUMENT_URI` are the path, `PATH_INFO` is empty; `REQUEST_SCHEME` is
+/// `DOCUMENT_URI` are the normalized path ([`Head::uri`], nginx's `$uri`),
+/// `REQUEST_URI` the target in origin form, `PATH_INFO` is empty; `REQUEST_SCHEME` is
 /// `http` and `REDIRECT_STATUS` is `200` (PHP's `cgi.force_redirect`).
 /// `SERVER_NAME` is the `Host` without its port, else the server's address.
 ///
@@ -70,7 +71,7 @@ impl Endpoint<'_> {
 pub fn to_params(head: &Head, peer: &Endpoint<'_>, server: &Endpoint<'_>) -> Params {
     let mut p = Params::default();
     let mut put = |name: &str, value: &[u8]| p.push(name.as_bytes(), value);
-    let path = head.path().as_bytes();
+    let path = &head.uri;
     put("QUERY_STRING", head.query().as_bytes());
     put("REQUEST_METHOD", head.method.as_bytes());
     put(
@@ -79,7 +80,7 @@ pub fn to_params(head: &Head, peer: &Endpoint<'_>, server: &Endpoint<'_>) -> Par
     );
     put("CONTENT_LENGTH", content_length(head.framing).as_bytes());
     put("SCRIPT_NAME", path);
-    put("REQUEST_URI", head.target.as_bytes());
+    put("REQUEST_URI", head.request_uri().as_bytes());
     put("DOCUMENT_URI", path);
     put("PATH_INFO", b"");
     put("SERVER_PROTOCOL", head.version.as_str().as_bytes());
@@ -268,6 +269,21 @@ Cookie: d=2\r\nProxy: evil\r\n\r\nabc",
             assert_eq!(p.get(absent), None, "{absent}");
         }
         assert_eq!(p.iter().filter(|(n, _)| *n == b"HTTP_ACCEPT").count(), 1);
+    }
+
+    #[test]
+    fn script_name_is_the_normalized_path() {
+        let h = head(b"GET http://x/cgi-bin/../echo//a%2Fb?q=%41 HTTP/1.1\r\nHost: x\r\n\r\n");
+        let p = to_params(&h, &PEER, &SERVER);
+        let get = |n| p.get_str(n).unwrap_or("<none>");
+        assert_eq!(
+            (get("SCRIPT_NAME"), get("DOCUMENT_URI")),
+            ("/echo/a/b", "/echo/a/b")
+        );
+        assert_eq!(
+            (get("REQUEST_URI"), get("QUERY_STRING")),
+            ("/cgi-bin/../echo//a%2Fb?q=%41", "q=%41")
+        );
     }
 
     #[test]

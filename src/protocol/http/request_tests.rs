@@ -185,6 +185,27 @@ fn expect_100_continue() {
         "ignored in HTTP/1.0 (RFC 9110 10.1.1)"
     );
     assert!(!head_of(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").expect_continue);
+    let no_body = head_of(b"GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n");
+    assert!(!no_body.expect_continue, "nothing to wait for");
+}
+
+#[test]
+fn targets_and_their_normalized_paths() {
+    let h = head_of(b"GET http://h:81/a//b/../c%20d?x=/../ HTTP/1.1\r\nHost: h:81\r\n\r\n");
+    assert_eq!(
+        (h.request_uri(), h.path(), h.query()),
+        ("/a//b/../c%20d?x=/../", "/a//b/../c%20d", "x=/../")
+    );
+    assert_eq!(h.uri, b"/a/c d");
+    assert_eq!(head_of(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").uri, b"*");
+    for target in ["*", "h:443", "x/y", "/../etc/passwd", "/a%zz", "/%00"] {
+        let wire = format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n");
+        let e = err_of(wire.as_bytes());
+        assert!(
+            e.to_string().contains("bad request target"),
+            "{target}: {e}"
+        );
+    }
 }
 
 #[test]
