@@ -14,6 +14,8 @@
 //! - The head's own rules (framing, versions, Host, keep-alive) are in
 //!   [`super::head`].
 
+use std::fmt;
+
 use memchr::{memchr, memchr_iter};
 
 use super::head::parse_head;
@@ -38,6 +40,24 @@ pub enum Event<'a> {
     Body(&'a [u8]),
     /// The request is complete; the next bytes start the next request.
     End,
+}
+
+/// A log line's view of an event: at most a short escaped excerpt of the
+/// client's bytes (the derived `Debug` prints them all).
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Head(h) => write!(
+                f,
+                "head {} {} {}",
+                excerpt(h.method.as_bytes()),
+                excerpt(h.target.as_bytes()),
+                h.version.as_str()
+            ),
+            Event::Body(data) => write!(f, "body piece of {} bytes: {}", data.len(), excerpt(data)),
+            Event::End => write!(f, "end of request"),
+        }
+    }
 }
 
 /// Where the decoder is within the current request.

@@ -342,6 +342,35 @@ fn idle_between_requests_only() {
     assert!(dec.is_idle());
 }
 
+#[test]
+fn a_large_head_is_not_kept_after_its_request() {
+    let wire = format!(
+        "GET / HTTP/1.1\r\nHost: h\r\nX: {}\r\n\r\n",
+        "v".repeat(6000)
+    );
+    let mut dec = Decoder::new(LIMIT);
+    assert_eq!(dec.decode(&wire.as_bytes()[..100]).unwrap(), (100, None));
+    assert!(matches!(
+        dec.decode(&wire.as_bytes()[100..]).unwrap().1,
+        Some(Event::Head(_))
+    ));
+    assert_eq!(dec.buffered(), 0);
+    assert_eq!(dec.decode(b"").unwrap(), (0, Some(Event::End)));
+}
+
+#[test]
+fn log_lines_quote_little() {
+    let body = [b'x'; 1000];
+    let line = Event::Body(&body).to_string();
+    assert!(
+        line.starts_with("body piece of 1000 bytes: \"xxx") && line.len() < 100,
+        "{line}"
+    );
+    let h = head_of(b"GET /a\"b HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert_eq!(Event::Head(h).to_string(), r#"head "GET" "/a\"b" HTTP/1.1"#);
+    assert_eq!(Event::End.to_string(), "end of request");
+}
+
 // ------------------------------------------------------------ properties
 
 /// One request of a conversation: its bytes and the events it yields.
