@@ -7,6 +7,7 @@
 
 pub mod cgi_response;
 pub mod fastcgi;
+pub mod http;
 pub mod params;
 pub mod scgi;
 
