@@ -52,8 +52,6 @@ fn bad_values_exit_2_naming_the_flag() {
     assert_refused(&["--mount", "nope=hello"], &[], "--mount");
     let err = assert_refused(&["--mount", "/=nope"], &[], "--mount");
     assert!(err.contains("hello"), "the known apps are listed: {err}");
-    let err = assert_refused(&["--listen", "http://127.0.0.1:1"], &[], "--listen");
-    assert!(err.contains("not available in this build"), "{err}");
 }
 
 #[test]

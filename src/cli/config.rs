@@ -17,7 +17,7 @@ use clap::ArgMatches;
 
 use super::units::{parse_duration, parse_size};
 use crate::server::{privileges, Cidr, LogFormat, LogTarget, Options};
-use crate::spec::{ListenSpec, Protocol};
+use crate::spec::ListenSpec;
 
 /// One `--mount PREFIX=APP`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -798,9 +798,6 @@ fn parse_listen(s: &str) -> Result<ListenSpec, String> {
         let quoted = format!("{s:?}: ");
         e.0.strip_prefix(&quoted).unwrap_or(&e.0).to_string()
     })?;
-    if spec.protocol == Protocol::Http {
-        return Err("the HTTP listener is not available in this build".into());
-    }
     Ok(spec)
 }
 
@@ -1262,10 +1259,6 @@ mod tests {
     fn listen_specs() {
         assert!(
             error(&["--listen", "ftp://x"]).starts_with(r#"--listen "ftp://x": unknown scheme"#)
-        );
-        assert_eq!(
-            error(&["--listen", "http://127.0.0.1:8080"]),
-            r#"--listen "http://127.0.0.1:8080": the HTTP listener is not available in this build"#
         );
         assert_eq!(
             error(&["-l", "127.0.0.1:9000", "-l", "127.0.0.1:9000"]),

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::context::Ctx;
 use super::fastcgi_conn::FcgiConn;
+use super::http_conn::HttpConn;
 use super::limits::Limits;
 use super::listener::{Peer, Stream};
 use super::machine::{BodyClock, Machine};
@@ -54,6 +55,7 @@ pub enum Proto {
     Detect,
     FastCgi(FcgiConn),
     Scgi(ScgiConn),
+    Http(HttpConn),
 }
 
 impl Proto {
@@ -63,6 +65,7 @@ impl Proto {
             Proto::Detect => None,
             Proto::FastCgi(f) => Some(f),
             Proto::Scgi(s) => Some(s),
+            Proto::Http(h) => Some(h),
         }
     }
 
@@ -71,6 +74,7 @@ impl Proto {
             Proto::Detect => None,
             Proto::FastCgi(f) => Some(f),
             Proto::Scgi(s) => Some(s),
+            Proto::Http(h) => Some(h),
         }
     }
 }
@@ -173,11 +177,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(stream: Stream, id: ConnId, protocol: Protocol, now: Instant) -> Conn {
+    pub fn new(stream: Stream, id: ConnId, protocol: Protocol, ctx: &Ctx) -> Conn {
+        let now = ctx.now;
         let proto = match protocol {
             Protocol::FastCgi => Proto::FastCgi(FcgiConn::new()),
             Protocol::Scgi => Proto::Scgi(ScgiConn::new()),
-            Protocol::Auto | Protocol::Http => Proto::Detect,
+            Protocol::Http => Proto::Http(HttpConn::new(&ctx.limits, stream.local())),
+            Protocol::Auto => Proto::Detect,
         };
         let peer = stream.peer();
         Conn {
@@ -330,11 +336,7 @@ impl Conn {
             let Some(&first) = input.first() else {
                 return Ok(0);
             };
-            if first.is_ascii_alphabetic() {
-                // curl pointed at the socket: say what it is, in its language.
-                self.io.out.buf.extend_from_slice(HTTP_REFUSAL);
-            }
-            self.proto = detect(first)?;
+            self.proto = detect(first, &ctx.limits, &self.stream)?;
         }
         let used = match self.proto.machine() {
             Some(m) => m.process(ctx, &mut self.io, input)?,
@@ -344,7 +346,9 @@ impl Conn {
         Ok(used)
     }
 
-    /// Applies a worker's output for one of this connection's requests.
+    /// Applies a worker's output for one of this connection's requests;
+    /// a request it ended may let input kept behind it through (HTTP
+    /// pipelining).
     pub fn on_output(
         &mut self,
         ctx: &mut Ctx,
@@ -352,11 +356,12 @@ impl Conn {
         head: Option<Head>,
         body: Vec<u8>,
         end: End,
-    ) {
+    ) -> Result<(), CloseReason> {
         if let Some(m) = self.proto.machine() {
             m.on_output(ctx, &mut self.io, req, head, body, end);
         }
         self.after_protocol_step(ctx);
+        self.process_pending(ctx)
     }
 
     /// Writes a handler's error output as FCGI_STDERR; false when it was
@@ -577,18 +582,15 @@ impl Conn {
     }
 }
 
-/// The answer to an HTTP request on an auto listener.
-const HTTP_REFUSAL: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n\
-fastgate: this socket speaks FastCGI and SCGI; put nginx (fastcgi_pass) in front, or use `fastgate request`\n";
-
-/// Tells the protocol from a connection's first byte.
-fn detect(first: u8) -> Result<Proto, CloseReason> {
+/// Tells the protocol from a connection's first byte: FastCGI's version
+/// 1, an SCGI netstring's length, or an HTTP method's first letter.
+fn detect(first: u8, limits: &Limits, stream: &Stream) -> Result<Proto, CloseReason> {
     match first {
         1 => Ok(Proto::FastCgi(FcgiConn::new())),
         b'0'..=b'9' => Ok(Proto::Scgi(ScgiConn::new())),
-        b'A'..=b'Z' | b'a'..=b'z' => Err(CloseReason::Protocol(
-            "HTTP request on a FastCGI/SCGI listener (the HTTP listener is not available in this build)".into(),
-        )),
-        other => Err(CloseReason::Protocol(format!("unknown protocol: first byte 0x{other:02x}"))),
+        b'A'..=b'Z' | b'a'..=b'z' => Ok(Proto::Http(HttpConn::new(limits, stream.local()))),
+        other => Err(CloseReason::Protocol(format!(
+            "unknown protocol: first byte 0x{other:02x}"
+        ))),
     }
 }

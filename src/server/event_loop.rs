@@ -339,7 +339,7 @@ impl EventLoop {
             return;
         }
         self.conns
-            .insert(Conn::new(stream, id, protocol, self.ctx.now));
+            .insert(Conn::new(stream, id, protocol, &self.ctx));
         bump(&self.ctx.stats.accepted_conns);
         bump(&self.ctx.stats.active_conns);
         self.touch(id.token);
@@ -381,10 +381,7 @@ impl EventLoop {
                         continue;
                     };
                     let ctx = &mut self.ctx;
-                    let applied = guarded(|| {
-                        conn.on_output(ctx, req, head, body, end);
-                        Ok(())
-                    });
+                    let applied = guarded(|| conn.on_output(ctx, req, head, body, end));
                     match applied {
                         Ok(()) => self.touch(req.conn.token),
                         Err(reason) => self.close(req.conn.token, reason),

@@ -371,6 +371,15 @@ impl std::fmt::Display for Peer {
     }
 }
 
+/// This end of a connection: the listening address over TCP, the socket's
+/// path over Unix (what `SERVER_ADDR`/`SERVER_PORT` are made of where
+/// fastgate speaks to the client itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Local {
+    Tcp(std::net::SocketAddr),
+    Unix(String),
+}
+
 /// An accepted connection, TCP or Unix, non-blocking.
 pub enum Stream {
     Tcp(TcpStream),
@@ -382,6 +391,21 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// This end's address (unspecified, or an empty path, if it cannot be
+    /// read).
+    pub fn local(&self) -> Local {
+        match self {
+            Stream::Tcp(s) => Local::Tcp(s.local_addr().unwrap_or_else(|_| {
+                std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+            })),
+            Stream::Unix(s) => {
+                let addr = s.local_addr().ok();
+                let path = addr.as_ref().and_then(|a| a.as_pathname());
+                Local::Unix(path.map(|p| p.display().to_string()).unwrap_or_default())
+            }
         }
     }
 

@@ -16,6 +16,7 @@ mod dispatch;
 mod event_loop;
 mod fastcgi_conn;
 mod hold;
+mod http_conn;
 mod id_map;
 mod janitor;
 mod limits;
