@@ -51,6 +51,9 @@ TOOLS=(
     # A python3/MODULE entry is a Python module (see have): the status
     # tests parse `?openmetrics` with prometheus_client's own parser.
     "python3/prometheus_client:python3-prometheus-client"
+    # tests/http.rs renders the status page over the HTTP listener in a
+    # real headless browser.
+    "chromium:chromium"
 )
 
 # A tool named python3/MODULE is present when python3 on PATH, or Debian's

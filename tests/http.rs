@@ -2,7 +2,9 @@
 //! a 10 MB body echoed, chunked upload, `Expect: 100-continue`, HEAD) and
 //! raw sockets (pipelining, chunk extensions and trailers, malformed and
 //! smuggling forms refused while another client is served, slowloris),
-//! and an auto socket answering curl, FastCGI and SCGI at once.
+//! an auto socket answering curl, FastCGI and SCGI at once, and the status
+//! page rendered by a real headless browser (Debian's Chromium), with a
+//! screenshot left in `target/http-status.png` for a person to look at.
 
 mod common;
 
@@ -263,4 +265,48 @@ fn the_params_are_nginx_s_with_this_connection_s_two_ends() {
         answer.contains(&format!("SERVER_PORT={}", addr.port())),
         "{answer}"
     );
+}
+
+/// Chromium, headless, against `url`: `--dump-dom` gives the page as
+/// rendered, `--screenshot` a PNG. Bounded by `timeout`; root needs
+/// `--no-sandbox`.
+fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    Command::new("timeout")
+        .args([
+            "60",
+            "chromium",
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+        ])
+        .args(["--disable-dev-shm-usage", "--window-size=1200,900"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs")
+}
+
+#[test]
+fn the_status_page_renders_in_a_headless_browser() {
+    if !require_tool("chromium") {
+        return;
+    }
+    let s = Server::start(&[
+        "--listen",
+        "http://127.0.0.1:0",
+        "--mount",
+        "/status=status",
+    ]);
+    let page = url(&s, "/status?html");
+    let dom = chromium(&["--dump-dom"], &page);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(dom.contains("<h1>fastgate status</h1>"), "{dom}");
+    assert!(dom.contains("accepted_conns"), "{dom}");
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/http-status.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = chromium(&[&format!("--screenshot={}", shot.display())], &page);
+    let png = std::fs::read(&shot)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.len() > 10_000, "a blank page? {} bytes", png.len());
 }
