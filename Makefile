@@ -51,7 +51,7 @@ test: test-deps
 	@echo "== the library alone, without the cli feature (no clap, no env_logger)"
 	$(CARGO) test --no-default-features --test library --test allocations
 	@echo "== the protocol suites again on the poll(2) backend"
-	FASTGATE_POLLER=poll $(CARGO) test --no-fail-fast --test fastcgi --test scgi --test bad_input --test lifecycle --test half_close --test limits --test spool --test pubsub --test async_handlers --test status --test notify --test prefork --test cgi
+	FASTGATE_POLLER=poll $(CARGO) test --no-fail-fast --test fastcgi --test scgi --test bad_input --test lifecycle --test half_close --test limits --test spool --test pubsub --test async_handlers --test status --test notify --test prefork --test cgi --test http
 	$(MAKE) lint
 	$(MAKE) fuzz-build
 
