@@ -310,3 +310,42 @@ fn the_status_page_renders_in_a_headless_browser() {
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     assert!(png.len() > 10_000, "a blank page? {} bytes", png.len());
 }
+
+#[test]
+fn bodies_past_max_body_bytes_get_413_sized_or_chunked_and_each_request_is_logged() {
+    let dir = TempDir::new();
+    let log = dir.path().join("access.log");
+    let log_arg = log.display().to_string();
+    let s = http_server(&["--max-body-bytes", "100", "--access-log", &log_arg]);
+    let addr = s.tcp_addr(0);
+    let sized = raw(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n",
+    );
+    assert!(sized.starts_with("HTTP/1.1 413 "), "{sized}");
+    let mut chunked =
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(b"32\r\n");
+        chunked.extend_from_slice(&[b'x'; 50]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    let answer = raw(addr, &chunked);
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    let ok = raw(
+        addr,
+        b"GET /env?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut lines = String::new();
+    while Instant::now() < deadline {
+        lines = std::fs::read_to_string(&log).unwrap_or_default();
+        if lines.lines().count() >= 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lines.matches(" POST /echo 413 ").count(), 2, "{lines}");
+    assert!(lines.contains(" GET /env?q=1 200 "), "{lines}");
+}
