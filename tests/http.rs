@@ -349,3 +349,22 @@ fn bodies_past_max_body_bytes_get_413_sized_or_chunked_and_each_request_is_logge
     assert_eq!(lines.matches(" POST /echo 413 ").count(), 2, "{lines}");
     assert!(lines.contains(" GET /env?q=1 200 "), "{lines}");
 }
+
+#[test]
+fn a_request_past_the_request_timeout_gets_504_and_the_next_connection_is_served() {
+    let s = http_server(&["--request-timeout", "500ms"]);
+    let addr = s.tcp_addr(0);
+    let started = Instant::now();
+    let answer = raw(addr, b"GET /sleep?ms=5000 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 504 "), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let ok = raw(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ok.ends_with("Hello, world!\n"), "{ok}");
+}
