@@ -17,7 +17,7 @@ use super::context::Ctx;
 use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::limits::Limits;
 use super::listener::{Local, Peer};
-use super::machine::{BodyClock, Machine};
+use super::machine::{expired, request_deadline, BodyClock, Machine};
 use super::message::{End, ReqRef};
 use super::shared::{Input, Pushed, Shared};
 use super::stats::bump;
@@ -495,13 +495,7 @@ impl Machine for HttpConn {
         else {
             return self.head_since.map(|t| t + l.header_timeout);
         };
-        let clock = clock.reading_since.map(|c| c.max(clock.last_read));
-        let request = l.request_timeout.map(|t| *dispatched + t);
-        let body = match (*body_done, clock, l.body_timeout) {
-            (false, Some(c), Some(t)) => Some(c + t),
-            _ => None,
-        };
-        request.into_iter().chain(body).min()
+        request_deadline(l, *dispatched, !*body_done, clock)
     }
 
     fn on_timer(
@@ -526,20 +520,8 @@ impl Machine for HttpConn {
                 "http: head not complete within --header-timeout",
             ));
         };
-        let past_request = ctx
-            .limits
-            .request_timeout
-            .is_some_and(|t| *dispatched + t <= ctx.now);
-        let head_sent = sending.is_some();
-        let (status, what) = if past_request {
-            log::warn!("client {}: request past --request-timeout", io.peer);
-            (504, "request past --request-timeout")
-        } else {
-            let what = "no body bytes within --body-timeout";
-            ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
-            (408, what)
-        };
-        bump(&ctx.stats.aborted_requests);
+        let (head_sent, dispatched) = (sending.is_some(), *dispatched);
+        let (status, what) = expired(ctx, io, dispatched);
         if head_sent {
             self.set_status(status, false);
             return Err(CloseReason::Timeout(what));

@@ -12,6 +12,7 @@ use super::context::Ctx;
 use super::limits::Limits;
 use super::listener::Peer;
 use super::message::{End, ReqRef};
+use super::stats::bump;
 use crate::protocol::cgi_response::Head;
 
 /// What a machine's body deadlines are measured from.
@@ -81,4 +82,41 @@ pub trait Machine {
         io: &mut ConnIo,
         clock: BodyClock,
     ) -> Result<(), CloseReason>;
+}
+
+/// The deadline of a request that has the connection to itself (SCGI,
+/// HTTP): `--request-timeout` from its dispatch, and `--body-timeout`
+/// while body bytes are still to come, from the body clock or the last
+/// read, whichever is later (such protocols have no records to time).
+pub fn request_deadline(
+    l: &Limits,
+    dispatched: Instant,
+    body_pending: bool,
+    clock: BodyClock,
+) -> Option<Instant> {
+    let clock = clock.reading_since.map(|c| c.max(clock.last_read));
+    let request = l.request_timeout.map(|t| dispatched + t);
+    let body = match (body_pending, clock, l.body_timeout) {
+        (true, Some(c), Some(t)) => Some(c + t),
+        _ => None,
+    };
+    request.into_iter().chain(body).min()
+}
+
+/// Which deadline of [`request_deadline`] passed: 504 past
+/// `--request-timeout`, else 408 for a body that stalled. Logged and
+/// counted as an aborted request.
+pub fn expired(ctx: &mut Ctx, io: &ConnIo, dispatched: Instant) -> (u16, &'static str) {
+    bump(&ctx.stats.aborted_requests);
+    let past_request = ctx
+        .limits
+        .request_timeout
+        .is_some_and(|t| dispatched + t <= ctx.now);
+    if past_request {
+        log::warn!("client {}: request past --request-timeout", io.peer);
+        return (504, "request past --request-timeout");
+    }
+    let what = "no body bytes within --body-timeout";
+    ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
+    (408, what)
 }

@@ -13,7 +13,7 @@ use super::context::Ctx;
 use super::hold::{Chunk, Held, RELEASE_ROOM};
 use super::limits::Limits;
 use super::listener::Peer;
-use super::machine::{BodyClock, Machine};
+use super::machine::{expired, request_deadline, BodyClock, Machine};
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -376,7 +376,6 @@ impl Machine for ScgiConn {
     /// A body's clock runs while the connection is read, from its last
     /// read at the earliest (SCGI has no records to time).
     fn next_deadline(&self, l: &Limits, clock: BodyClock) -> Option<Instant> {
-        let clock = clock.reading_since.map(|c| c.max(clock.last_read));
         let Phase::Running {
             dispatched,
             remaining,
@@ -385,12 +384,7 @@ impl Machine for ScgiConn {
         else {
             return None;
         };
-        let request = l.request_timeout.map(|t| *dispatched + t);
-        let body = match (*remaining > 0, clock, l.body_timeout) {
-            (true, Some(c), Some(t)) => Some(c + t),
-            _ => None,
-        };
-        request.into_iter().chain(body).min()
+        request_deadline(l, *dispatched, *remaining > 0, clock)
     }
 
     fn on_timer(
@@ -413,19 +407,7 @@ impl Machine for ScgiConn {
         else {
             return Ok(());
         };
-        let past_request = ctx
-            .limits
-            .request_timeout
-            .is_some_and(|t| dispatched + t <= ctx.now);
-        let (status, what) = if past_request {
-            log::warn!("client {}: request past --request-timeout", io.peer);
-            (504, "request past --request-timeout")
-        } else {
-            let what = "no body bytes within --body-timeout";
-            ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
-            (408, what)
-        };
-        bump(&ctx.stats.aborted_requests);
+        let (status, what) = expired(ctx, io, dispatched);
         if head_sent {
             self.set_status(status, false);
             return Err(CloseReason::Timeout(what));
