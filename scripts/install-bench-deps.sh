@@ -37,56 +37,5 @@ TOOLS=(
     "callgrind_control:valgrind"
 )
 
-have() {
-    case "$1" in
-    /*) [ -e "$1" ] ;;
-    *) command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ] ;;
-    esac
-}
-
-missing=()
-for entry in "${TOOLS[@]}"; do
-    tool=${entry%%:*}
-    pkg=${entry#*:}
-    if ! have "$tool"; then
-        missing+=("$pkg")
-    fi
-done
-
-if [ ${#missing[@]} -eq 0 ]; then
-    echo "install-bench-deps: all bench tools present"
-    exit 0
-fi
-
-echo "install-bench-deps: missing: ${missing[*]}"
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "install-bench-deps: not root or no apt-get; not installing (bench/peers.sh skips what is missing)"
-    exit 0
-fi
-
-# nginx and php8.2-fpm would start their services on install, and on a
-# machine without an init system the failed start fails the install: keep
-# them down (the policy-rc.d convention, removed afterwards).
-policy=/usr/sbin/policy-rc.d
-created_policy=no
-if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    created_policy=yes
-fi
-cleanup() {
-    if [ "$created_policy" = yes ]; then rm -f "$policy"; fi
-}
-trap cleanup EXIT
-
-export DEBIAN_FRONTEND=noninteractive
-echo "+ apt-get update"
-apt-get update -q
-echo "+ apt-get install --no-install-recommends ${missing[*]}"
-apt-get install -y -q --no-install-recommends "${missing[@]}"
-
-for entry in "${TOOLS[@]}"; do
-    tool=${entry%%:*}
-    have "$tool" || { echo "install-bench-deps: $tool still missing after install" >&2; exit 1; }
-done
-echo "install-bench-deps: done"
+source "$(dirname "$0")/install-tools.sh"
+install_tools install-bench-deps "bench/peers.sh skips what is missing"
