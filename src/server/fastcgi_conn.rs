@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
-use super::hold::{Chunk, Held, RELEASE_ROOM};
+use super::hold::{hold, Chunk, Held, Kept, RELEASE_ROOM};
 use super::id_map::Requests;
 use super::limits::Limits;
 use super::listener::Peer;
@@ -501,21 +501,11 @@ impl Machine for FcgiConn {
         if *input_ended && held.is_none() {
             return self.emit(ctx, io, id, Chunk { head, body, end }, true);
         }
-        note_output(&mut req.log, head.as_ref().map(|h| h.status), body.len());
-        // Held, the bytes no longer count against the writer's credit.
-        shared.release_output(body.len());
-        let failed_unseen = end == End::Failed && !*head_sent;
-        let stashed = held
-            .get_or_insert_default()
-            .stash(head, &body, end, &ctx.temp);
-        match (stashed, failed_unseen) {
-            // Nothing reached the client yet: a clean answer instead.
-            (Ok(()), true) => self.refuse_any(ctx, io, id, Refusal::new(500)),
-            (Ok(()), false) => {}
-            (Err(e), _) => {
-                log::warn!("request {id}: holding its output: {e}");
-                self.cut(ctx, io, id, 503);
-            }
+        let out = Chunk { head, body, end };
+        match hold(held, shared, &mut req.log, out, *head_sent, &ctx.temp) {
+            Kept::Held => {}
+            Kept::FailedUnseen => self.refuse_any(ctx, io, id, Refusal::new(500)),
+            Kept::NoRoom => self.cut(ctx, io, id, 503),
         }
     }
 

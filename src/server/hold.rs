@@ -14,7 +14,9 @@
 use std::io;
 use std::sync::Arc;
 
+use super::access_log::{note_output, Entry};
 use super::message::End;
+use super::shared::Shared;
 use super::spool::{SpoolFile, TempSpace};
 use crate::protocol::cgi_response::Head;
 
@@ -43,6 +45,45 @@ pub struct Chunk {
     pub head: Option<Head>,
     pub body: Vec<u8>,
     pub end: End,
+}
+
+/// What became of a piece of output [`hold`] kept back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// Held: it goes out once the input has ended.
+    Held,
+    /// The handler failed before any byte reached the client: the
+    /// connection answers a clean 500 instead.
+    FailedUnseen,
+    /// No room to hold it (`--max-temp-bytes`): the connection answers 503
+    /// or cuts the response.
+    NoRoom,
+}
+
+/// Holds a handler's output that may not go out yet (its request's input
+/// still arriving, or held output ahead of it): logged, its credit given
+/// back to the writer at once, kept in `held`. `head_sent`: bytes of the
+/// response already reached the client.
+pub fn hold(
+    held: &mut Option<Box<Held>>,
+    shared: &Shared,
+    log: &mut Option<Box<Entry>>,
+    out: Chunk,
+    head_sent: bool,
+    space: &Arc<TempSpace>,
+) -> Kept {
+    note_output(log, out.head.as_ref().map(|h| h.status), out.body.len());
+    shared.release_output(out.body.len());
+    let failed_unseen = out.end == End::Failed && !head_sent;
+    let held = held.get_or_insert_default();
+    match held.stash(out.head, &out.body, out.end, space) {
+        Ok(()) if failed_unseen => Kept::FailedUnseen,
+        Ok(()) => Kept::Held,
+        Err(e) => {
+            log::warn!("request {}: holding its output: {e}", shared.req.key);
+            Kept::NoRoom
+        }
+    }
 }
 
 impl Held {

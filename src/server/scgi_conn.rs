@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::access_log::{note_output, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
-use super::hold::{Chunk, Held, RELEASE_ROOM};
+use super::hold::{hold, Chunk, Held, Kept, RELEASE_ROOM};
 use super::limits::Limits;
 use super::listener::Peer;
 use super::machine::{expired, request_deadline, BodyClock, Machine};
@@ -315,21 +315,11 @@ impl Machine for ScgiConn {
         if *remaining == 0 && held.is_none() {
             return self.emit(ctx, io, Chunk { head, body, end }, true);
         }
-        note_output(&mut self.log, head.as_ref().map(|h| h.status), body.len());
-        // Held, the bytes no longer count against the writer's credit.
-        shared.release_output(body.len());
-        let failed_unseen = end == End::Failed && !*head_sent;
-        match held
-            .get_or_insert_default()
-            .stash(head, &body, end, &ctx.temp)
-        {
-            // Nothing reached the client yet: a clean answer instead.
-            Ok(()) if failed_unseen => self.refuse(ctx, io, Refusal::new(500)),
-            Ok(()) => {}
-            Err(e) => {
-                log::warn!("request {}: holding its output: {e}", r.key);
-                self.fail(ctx, io, 503);
-            }
+        let out = Chunk { head, body, end };
+        match hold(held, shared, &mut self.log, out, *head_sent, &ctx.temp) {
+            Kept::Held => {}
+            Kept::FailedUnseen => self.refuse(ctx, io, Refusal::new(500)),
+            Kept::NoRoom => self.fail(ctx, io, 503),
         }
     }
 
