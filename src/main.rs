@@ -3,6 +3,8 @@
 //! so that the command line may use what the library keeps to itself (the
 //! log files reopened on USR1, user and group lookups).
 
+#![forbid(unsafe_code)]
+
 fn main() -> std::process::ExitCode {
     fastgate::cli::main()
 }

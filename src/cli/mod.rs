@@ -15,6 +15,7 @@ mod bench;
 mod config;
 mod logging;
 mod request;
+#[allow(unsafe_code)] // mallopt; see the file
 mod serve;
 mod units;
 

@@ -25,8 +25,10 @@
 //! a second) makes the next start wait, twice as long each time up to 10 s,
 //! so a broken configuration costs no fork storm.
 
+#[allow(unsafe_code)] // fork and _exit; see the file
 mod children;
 mod relay;
+#[allow(unsafe_code)] // fork and _exit; see the file
 mod upgrade;
 
 use std::time::{Duration, Instant};
@@ -543,6 +545,7 @@ fn backoff(failures: u32) -> Duration {
 
 /// A borrowed fd from a raw one the signal sockets own for the master's
 /// whole life.
+#[allow(unsafe_code)]
 fn borrow(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: the fd belongs to `Signals`, which lives as long as the
     // master's loop that polls it; the borrow never outlives one poll.

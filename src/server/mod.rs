@@ -18,8 +18,10 @@ mod fastcgi_conn;
 mod hold;
 mod http_conn;
 mod id_map;
+#[allow(unsafe_code)] // system calls; see the file
 mod janitor;
 mod limits;
+#[allow(unsafe_code)] // system calls; see the file
 mod listener;
 mod machine;
 mod message;
@@ -27,6 +29,7 @@ pub mod notify;
 mod options;
 mod output;
 mod peer_filter;
+#[allow(unsafe_code)] // system calls; see the file
 mod poller;
 mod pool;
 pub(crate) mod privileges;
@@ -37,6 +40,7 @@ mod request;
 mod response;
 mod router;
 mod scgi_conn;
+#[allow(unsafe_code)] // system calls; see the file
 mod scoreboard;
 pub(crate) mod shared;
 pub(crate) mod signals;
@@ -45,6 +49,7 @@ mod spool;
 mod stats;
 mod stop;
 mod timer;
+#[allow(unsafe_code)] // system calls; see the file
 pub(crate) mod upgrade;
 mod waker;
 mod warnings;
