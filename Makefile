@@ -2,7 +2,8 @@
 #
 #   make run         build (release) and serve `hello` over FastCGI on 127.0.0.1:9000
 #   make test        install missing test tools (root + apt-get only), build, test, lint
-#   make lint        clippy with warnings as errors, rustfmt check
+#   make lint        clippy with warnings as errors, rustfmt check, cargo deny
+#                    (licenses, banned crates, sources: deny.toml)
 #   make bench       nginx + fastgate throughput and memory figures (docs/BENCHMARKS.md)
 #   make fuzz-build  check that the fuzz targets compile (needs cargo-fuzz's nightly setup)
 #   make install     the binary, the man page and deploy/ under $(DESTDIR)$(PREFIX)
@@ -58,6 +59,7 @@ test: test-deps
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --all -- --check
+	./scripts/check-deps.sh
 
 bench: build
 	./scripts/install-bench-deps.sh

@@ -58,3 +58,12 @@ TOOLS=(
 
 source "$(dirname "$0")/install-tools.sh"
 install_tools install-test-deps "tests needing them will skip, or fail under CI=true"
+
+# `make lint` checks the dependency tree against deny.toml with cargo-deny,
+# built from crates.io (a few minutes, once; no root needed).
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "install-test-deps: cargo install --locked cargo-deny@$CARGO_DENY_VERSION"
+    cargo install --locked "cargo-deny@$CARGO_DENY_VERSION" ||
+        echo "install-test-deps: cargo-deny could not be installed; make lint will skip the dependency check (fail under CI=true)" >&2
+fi
