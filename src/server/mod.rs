@@ -585,6 +585,11 @@ fn warn_root_only(listeners: &[Listener], unix: &UnixOptions) {
     }
 }
 
+/// Where a server with no listener given, inherited or handed over
+/// listens: loopback only, so that nothing off this machine can reach a
+/// server started without thought (docs/SECURITY.md).
+const DEFAULT_LISTEN: &str = "fastcgi://127.0.0.1:9000";
+
 /// The listeners themselves, from the first source that has any.
 fn bind_listeners(cfg: &Options, unix: &UnixOptions) -> Result<Vec<Listener>, Error> {
     if !cfg.listen.is_empty() {
@@ -597,7 +602,7 @@ fn bind_listeners(cfg: &Options, unix: &UnixOptions) -> Result<Vec<Listener>, Er
     if !inherited.is_empty() {
         return Ok(inherited);
     }
-    let default: ListenSpec = "fastcgi://127.0.0.1:9000"
+    let default: ListenSpec = DEFAULT_LISTEN
         .parse()
         .map_err(|e| Error::new(format!("{e}")))?;
     Ok(vec![Listener::bind(&default, unix)?])
@@ -638,6 +643,14 @@ mod tests {
             listen: on.iter().map(|s| spec(s)).collect(),
             ..Options::default()
         }
+    }
+
+    #[test]
+    fn the_default_listener_is_loopback_only() {
+        let crate::Address::Tcp(addr) = spec(DEFAULT_LISTEN).address else {
+            panic!("the default listener is TCP");
+        };
+        assert!(addr.ip().is_loopback(), "{addr}");
     }
 
     #[test]
