@@ -21,8 +21,22 @@ pub struct Cidr {
 impl Cidr {
     /// A network of `prefix_len` leading bits of `addr`; the host bits are
     /// cleared (as nginx's `allow` does) and the length is capped at the
-    /// address width.
+    /// address width. An IPv4-mapped network (`::ffff:10.0.0.0/104`) is
+    /// its IPv4 network (`10.0.0.0/8`): peers are matched by their IPv4
+    /// address, whether a dual-stack socket reports them mapped or not.
+    ///
+    /// ```
+    /// use fastgate::server::Cidr;
+    /// let mapped = Cidr::new("::ffff:10.0.0.0".parse().unwrap(), 104);
+    /// assert_eq!(mapped, Cidr::new("10.0.0.0".parse().unwrap(), 8));
+    /// assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+    /// ```
     pub fn new(addr: IpAddr, prefix_len: u8) -> Cidr {
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), 96..) = (v6.to_ipv4_mapped(), prefix_len) {
+                return Cidr::new(IpAddr::V4(v4), prefix_len - 96);
+            }
+        }
         match addr {
             IpAddr::V4(a) => {
                 let len = prefix_len.min(32);
@@ -163,5 +177,18 @@ mod tests {
             ..PeerFilter::default()
         };
         assert!(f.check(&s).is_ok());
+    }
+
+    #[test]
+    fn a_mapped_network_matches_ipv4_peers_either_way() {
+        let net = Cidr::new("::ffff:127.0.0.0".parse().unwrap(), 104);
+        assert_eq!(net, Cidr::new("127.0.0.0".parse().unwrap(), 8));
+        assert!(net.contains("127.0.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!net.contains("::1".parse().unwrap()));
+        let all_v4 = Cidr::new("::ffff:0.0.0.0".parse().unwrap(), 96);
+        assert!(all_v4.contains("192.0.2.1".parse().unwrap()));
+        let v6 = Cidr::new("::1".parse().unwrap(), 128);
+        assert!(!v6.contains("127.0.0.1".parse().unwrap()));
     }
 }
