@@ -19,8 +19,9 @@ use super::context::Ctx;
 use super::listener::Listener;
 use super::message::{Message, Task};
 use super::notify::Reporter;
-use super::peer_filter::PeerFilter;
+use super::peer_filter::{PeerFilter, Refused};
 use super::poller::{Event, Interest, Poller, Token};
+use super::refused_peers::RefusedPeers;
 use super::scoreboard::SlotState;
 use super::shared::Shared;
 use super::signals::{Signal, Signals};
@@ -85,6 +86,8 @@ pub struct EventLoop {
     signals: Signals,
     shutdown_timeout: Duration,
     filter: PeerFilter,
+    /// Refused peers and when each was last logged.
+    refused: RefusedPeers,
     run: Run,
     scratch: Vec<u8>,
     events: Vec<Event>,
@@ -131,6 +134,7 @@ impl EventLoop {
             signals,
             shutdown_timeout,
             filter,
+            refused: RefusedPeers::default(),
             run: Run::Serving,
             scratch: vec![0; SCRATCH],
             events: Vec::with_capacity(256),
@@ -327,10 +331,10 @@ impl EventLoop {
     }
 
     fn add_conn(&mut self, stream: super::listener::Stream, protocol: crate::spec::Protocol) {
-        if let Err(why) = self.filter.check(&stream) {
-            self.ctx
-                .warn_client(&stream.peer(), &format_args!("refused: {why}"));
-            return;
+        // Checked before the connection is watched: a refused one is
+        // closed with nothing read from it.
+        if let Err(refused) = self.filter.check(&stream) {
+            return self.refuse(&stream, refused);
         }
         let id = self.conns.next_id();
         let fd = stream.raw_fd();
@@ -343,6 +347,29 @@ impl EventLoop {
         bump(&self.ctx.stats.accepted_conns);
         bump(&self.ctx.stats.active_conns);
         self.touch(id.token);
+    }
+
+    /// Logs a refusal, once a minute per peer (`RefusedPeers`); each one
+    /// counts as a protocol error, logged or not. The caller drops the
+    /// stream, closing it.
+    fn refuse(&mut self, stream: &super::listener::Stream, refused: Refused) {
+        let Refused { key, why } = refused;
+        let logged = match key {
+            Some(key) => self.refused.note(self.ctx.now, key),
+            None => Some(0),
+        };
+        match logged {
+            None => bump(&self.ctx.stats.protocol_errors),
+            Some(0) => self
+                .ctx
+                .warn_client(&stream.peer(), &format_args!("refused: {why}")),
+            Some(n) => self.ctx.warn_client(
+                &stream.peer(),
+                &format_args!(
+                    "refused: {why} ({n} refusals of this peer since its last line not logged)"
+                ),
+            ),
+        }
     }
 
     fn set_accepting(&mut self, on: bool) {
