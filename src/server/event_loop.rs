@@ -74,7 +74,8 @@ pub struct EventLoop {
     listeners: Vec<Option<Listener>>,
     accepting: bool,
     accept_resume: Option<Instant>,
-    /// Accepting failed for want of fds and has not succeeded since.
+    /// Accepting failed for want of fds and the backlog has not been
+    /// drained since: one episode, logged at its start and end.
     accept_starved: bool,
     conns: Slab,
     timers: Timers,
@@ -293,11 +294,8 @@ impl EventLoop {
             };
             let protocol = listener.spec.protocol;
             match listener.accept() {
-                Ok(Some(stream)) => {
-                    self.accept_succeeded();
-                    self.add_conn(stream, protocol)
-                }
-                Ok(None) => return,
+                Ok(Some(stream)) => self.add_conn(stream, protocol),
+                Ok(None) => return self.accept_drained(),
                 Err(e) => return self.accept_failed(&e),
             }
         }
@@ -323,10 +321,13 @@ impl EventLoop {
         self.accept_resume = Some(self.ctx.now + ACCEPT_BACKOFF);
     }
 
-    /// A connection was accepted: an out-of-fds episode is over.
-    fn accept_succeeded(&mut self) {
+    /// Nothing left to accept: an out-of-fds episode is over. Not at the
+    /// first success: while the backlog still holds connections, each
+    /// freed fd is taken at once and the next accept fails again, and
+    /// that is the same episode (logged as one, not once per fd freed).
+    fn accept_drained(&mut self) {
         if std::mem::replace(&mut self.accept_starved, false) {
-            log::warn!("accept: accepting again");
+            log::warn!("accept: accepting again, the backlog is drained");
         }
     }
 
