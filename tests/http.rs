@@ -1,7 +1,8 @@
 //! The HTTP/1.1 listener against the real binary: curl (GET, keep-alive,
 //! a 10 MB body echoed, chunked upload, `Expect: 100-continue`, HEAD) and
 //! raw sockets (pipelining, chunk extensions and trailers, malformed and
-//! smuggling forms refused while another client is served, slowloris),
+//! smuggling forms refused while another client is served, slowloris,
+//! `--max-conns` pausing and resuming accepting),
 //! an auto socket answering curl, FastCGI and SCGI at once, and the status
 //! page rendered by a real headless browser (Debian's Chromium), with a
 //! screenshot left in `target/http-status.png` for a person to look at.
@@ -367,4 +368,40 @@ fn a_request_past_the_request_timeout_gets_504_and_the_next_connection_is_served
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(ok.ends_with("Hello, world!\n"), "{ok}");
+}
+
+/// Reads one HTTP answer of `/` (hello: `Content-Length` 14) off a
+/// kept-alive connection, or gives up after `wait` with what came.
+fn read_hello(c: &mut TcpStream, wait: Duration) -> String {
+    c.set_read_timeout(Some(wait)).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).ends_with("Hello, world!\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `--max-conns 1` on an HTTP listener: a second client waits unanswered
+/// while the first keeps its connection, and is answered, by itself,
+/// once the first closes (accepting paused, then resumed).
+#[test]
+fn max_conns_pauses_and_resumes_accepting_on_an_http_listener() {
+    let s = http_server(&["--max-conns", "1"]);
+    let get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = TcpStream::connect(s.tcp_addr(0)).unwrap();
+    first.write_all(get).unwrap();
+    let answer = read_hello(&mut first, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let mut second = TcpStream::connect(s.tcp_addr(0)).unwrap();
+    second.write_all(get).unwrap();
+    let early = read_hello(&mut second, Duration::from_millis(500));
+    assert_eq!(early, "", "a second connection served with --max-conns 1");
+    drop(first);
+    let answer = read_hello(&mut second, Duration::from_secs(10));
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("Hello, world!\n"), "{answer}");
 }

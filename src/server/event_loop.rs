@@ -19,8 +19,9 @@ use super::context::Ctx;
 use super::listener::Listener;
 use super::message::{Message, Task};
 use super::notify::Reporter;
-use super::peer_filter::PeerFilter;
+use super::peer_filter::{PeerFilter, Refused};
 use super::poller::{Event, Interest, Poller, Token};
+use super::refused_peers::RefusedPeers;
 use super::scoreboard::SlotState;
 use super::shared::Shared;
 use super::signals::{Signal, Signals};
@@ -73,7 +74,8 @@ pub struct EventLoop {
     listeners: Vec<Option<Listener>>,
     accepting: bool,
     accept_resume: Option<Instant>,
-    /// Accepting failed for want of fds and has not succeeded since.
+    /// Accepting failed for want of fds and the backlog has not been
+    /// drained since: one episode, logged at its start and end.
     accept_starved: bool,
     conns: Slab,
     timers: Timers,
@@ -85,6 +87,8 @@ pub struct EventLoop {
     signals: Signals,
     shutdown_timeout: Duration,
     filter: PeerFilter,
+    /// Refused peers and when each was last logged.
+    refused: RefusedPeers,
     run: Run,
     scratch: Vec<u8>,
     events: Vec<Event>,
@@ -131,6 +135,7 @@ impl EventLoop {
             signals,
             shutdown_timeout,
             filter,
+            refused: RefusedPeers::default(),
             run: Run::Serving,
             scratch: vec![0; SCRATCH],
             events: Vec::with_capacity(256),
@@ -289,11 +294,8 @@ impl EventLoop {
             };
             let protocol = listener.spec.protocol;
             match listener.accept() {
-                Ok(Some(stream)) => {
-                    self.accept_succeeded();
-                    self.add_conn(stream, protocol)
-                }
-                Ok(None) => return,
+                Ok(Some(stream)) => self.add_conn(stream, protocol),
+                Ok(None) => return self.accept_drained(),
                 Err(e) => return self.accept_failed(&e),
             }
         }
@@ -319,18 +321,21 @@ impl EventLoop {
         self.accept_resume = Some(self.ctx.now + ACCEPT_BACKOFF);
     }
 
-    /// A connection was accepted: an out-of-fds episode is over.
-    fn accept_succeeded(&mut self) {
+    /// Nothing left to accept: an out-of-fds episode is over. Not at the
+    /// first success: while the backlog still holds connections, each
+    /// freed fd is taken at once and the next accept fails again, and
+    /// that is the same episode (logged as one, not once per fd freed).
+    fn accept_drained(&mut self) {
         if std::mem::replace(&mut self.accept_starved, false) {
-            log::warn!("accept: accepting again");
+            log::warn!("accept: accepting again, the backlog is drained");
         }
     }
 
     fn add_conn(&mut self, stream: super::listener::Stream, protocol: crate::spec::Protocol) {
-        if let Err(why) = self.filter.check(&stream) {
-            self.ctx
-                .warn_client(&stream.peer(), &format_args!("refused: {why}"));
-            return;
+        // Checked before the connection is watched: a refused one is
+        // closed with nothing read from it.
+        if let Err(refused) = self.filter.check(&stream) {
+            return self.refuse(&stream, refused);
         }
         let id = self.conns.next_id();
         let fd = stream.raw_fd();
@@ -343,6 +348,29 @@ impl EventLoop {
         bump(&self.ctx.stats.accepted_conns);
         bump(&self.ctx.stats.active_conns);
         self.touch(id.token);
+    }
+
+    /// Logs a refusal, once a minute per peer (`RefusedPeers`); each one
+    /// counts as a protocol error, logged or not. The caller drops the
+    /// stream, closing it.
+    fn refuse(&mut self, stream: &super::listener::Stream, refused: Refused) {
+        let Refused { key, why } = refused;
+        let logged = match key {
+            Some(key) => self.refused.note(self.ctx.now, key),
+            None => Some(0),
+        };
+        match logged {
+            None => bump(&self.ctx.stats.protocol_errors),
+            Some(0) => self
+                .ctx
+                .warn_client(&stream.peer(), &format_args!("refused: {why}")),
+            Some(n) => self.ctx.warn_client(
+                &stream.peer(),
+                &format_args!(
+                    "refused: {why} ({n} refusals of this peer since its last line not logged)"
+                ),
+            ),
+        }
     }
 
     fn set_accepting(&mut self, on: bool) {

@@ -34,6 +34,7 @@ mod poller;
 mod pool;
 pub(crate) mod privileges;
 mod refusal;
+mod refused_peers;
 pub(crate) mod relay;
 mod reply;
 mod request;
