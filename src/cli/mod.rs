@@ -16,7 +16,13 @@ mod config;
 mod logging;
 mod request;
 mod serve;
-mod units;
+// The value parsers of untrusted command-line text, public (and hidden)
+// only so the fuzz targets can reach them.
+#[doc(hidden)]
+pub mod units;
+
+#[doc(hidden)]
+pub use self::config::parse_cidr;
 
 use std::process::ExitCode;
 
