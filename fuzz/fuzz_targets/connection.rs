@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fastgate::client::{self, RequestOptions};
-use fastgate_fuzz::output::{self, excerpt};
+use fastgate_fuzz::output::{self, excerpt, ScgiAnswer};
 use fastgate_fuzz::requests::Input;
 use fastgate_fuzz::server::{harness, send_and_wait, LONGEST_TIMEOUT};
 use fastgate_fuzz::split::Split;
@@ -96,7 +96,7 @@ fn answered(input: &Input, out: &[u8]) -> bool {
             };
             a.responses >= expected || (a.responses > 0 && a.closing)
         }
-        Input::Scgi { clean } => !clean || matches!(output::scgi(out), Ok(true)),
+        Input::Scgi { clean } => !clean || output::scgi(out) == Ok(ScgiAnswer::Answer),
         Input::Other => true,
     }
 }
@@ -115,11 +115,11 @@ fn check(input: &Input, out: &[u8]) {
             Ok(a) if a.truncated => fail("the output stops inside a response".into()),
             Ok(_) => {}
         },
-        Input::Scgi { .. } => {
-            if let Err(why) = output::scgi(out) {
-                fail(why)
-            }
-        }
+        Input::Scgi { .. } => match output::scgi(out) {
+            Err(why) => fail(why),
+            Ok(ScgiAnswer::Partial) => fail("the output stops inside a CGI head".into()),
+            Ok(_) => {}
+        },
         Input::Other => assert!(out.is_empty(), "an answer to an unknown protocol"),
     }
     assert!(
@@ -178,7 +178,7 @@ fuzz_target!(|data: &[u8]| {
     let input = Input::read(split.payload);
     let out = exchange(&split.chunks_at_most(MAX_READS), &input);
     check(&input, &out);
-    if INPUTS.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
+    if INPUTS.fetch_add(1, Ordering::Relaxed).is_multiple_of(256) {
         hello_still_answers();
     }
 });

@@ -99,7 +99,8 @@ pub struct HttpAnswers {
 }
 
 /// Reads HTTP/1.1 responses: each parses, its body framed as its head
-/// says (a response to HEAD, a 204 or a 304 has none), at most one per
+/// says (a response to HEAD, a 204 or a 304 has none; one that closes the
+/// connection may run to its end), at most one per
 /// request begun plus one refusal of a request that never made a head,
 /// and nothing after a `Connection: close`.
 pub fn http(out: &[u8], input: &Http) -> Result<HttpAnswers, String> {
@@ -159,6 +160,9 @@ fn response(out: &[u8], head_only: bool) -> Result<Option<(usize, u16, bool)>, S
     } else if let Some(len) = header("content-length") {
         let len: usize = len.parse().map_err(|_| format!("Content-Length {len:?}"))?;
         (body.len() >= len).then_some(len)
+    } else if closing {
+        // An HTTP/1.0 client and an unknown length: the close ends it.
+        Some(body.len())
     } else {
         return Err(format!("a response with no framing: {:?}", excerpt(out)));
     };
@@ -202,15 +206,25 @@ pub fn excerpt(out: &[u8]) -> String {
     String::from_utf8_lossy(&out[..out.len().min(300)]).into_owned()
 }
 
-/// An SCGI answer: nothing (the connection closed), or a CGI head (a
-/// `Status` line or an nph status line) and a body.
-pub fn scgi(out: &[u8]) -> Result<bool, String> {
+/// What came back on an SCGI connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ScgiAnswer {
+    /// Nothing (the connection was closed).
+    Nothing,
+    /// A head not complete yet.
+    Partial,
+    /// A CGI head (a `Status` line, or an nph status line) and a body.
+    Answer,
+}
+
+/// Reads an SCGI answer: nothing, or one response with a CGI head.
+pub fn scgi(out: &[u8]) -> Result<ScgiAnswer, String> {
     if out.is_empty() {
-        return Ok(false);
+        return Ok(ScgiAnswer::Nothing);
     }
     match parse_head(out, HEAD_LIMIT) {
-        Ok(Parsed::Complete { .. }) => Ok(true),
-        Ok(Parsed::Partial) => Ok(false),
+        Ok(Parsed::Complete { .. }) => Ok(ScgiAnswer::Answer),
+        Ok(Parsed::Partial) => Ok(ScgiAnswer::Partial),
         Err(e) => Err(format!("a bad SCGI answer ({e}): {:?}", excerpt(out))),
     }
 }
