@@ -3,7 +3,8 @@
 //! socket, small limits, `hello` at `/` and `echo` at `/echo`). The first
 //! bytes of an input pick where its reads end (`split`, at most 8 reads);
 //! each chunk is written and waited for until the server has read it, so
-//! it arrives as a read of its own. Then, for a clean input (complete,
+//! it arrives as a read of its own (once the server stops reading, the
+//! rest is written at once). Then, for a clean input (complete,
 //! well-formed requests within the limits, read with the project's own
 //! decoders), the answers are awaited; then the client half-closes and
 //! reads to the end.
@@ -15,7 +16,7 @@
 //! a refusal); and every 256 inputs a fresh FastCGI request to `hello` is
 //! answered as it should be. A panic on a server thread aborts too.
 #![no_main]
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -133,8 +134,12 @@ fn exchange(chunks: &[&[u8]], input: &Input) -> Vec<u8> {
     let mut stream = UnixStream::connect(&harness().socket).expect("connect");
     stream.set_write_timeout(Some(WRITE_BUDGET)).unwrap();
     let write_deadline = Instant::now() + WRITE_BUDGET;
+    let mut waiting = true;
     for chunk in chunks {
-        if !send_and_wait(&mut stream, chunk, write_deadline) {
+        if waiting {
+            waiting = send_and_wait(&mut stream, chunk, write_deadline);
+        } else if stream.write_all(chunk).is_err() {
+            // Closed by the server: the rest cannot be sent.
             break;
         }
     }

@@ -117,7 +117,8 @@ fn unread(stream: &UnixStream) -> io::Result<usize> {
 
 /// Writes `chunk`, then waits (until `deadline`) for the server to read
 /// it all, so that the next chunk arrives as a read of its own. False
-/// once the server stopped reading: closed, or not reading for now.
+/// once the server stopped reading (closed, or not reading for now): the
+/// caller writes the rest without waiting.
 pub fn send_and_wait(stream: &mut UnixStream, chunk: &[u8], deadline: Instant) -> bool {
     if stream.write_all(chunk).is_err() {
         return false;
