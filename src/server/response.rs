@@ -219,7 +219,7 @@ impl Drop for Response {
 /// answers 502) and that fastgate's own CGI parser calls malformed, and
 /// handlers copy client text into headers (`echo`: `CONTENT_TYPE`).
 fn clean_field(s: &str) -> String {
-    let control = |c: char| (c.is_ascii_control() && c != '\t');
+    let control = |c: char| c.is_ascii_control() && c != '\t';
     match s.contains(control) {
         true => s.replace(control, " "),
         false => s.to_owned(),
