@@ -9,9 +9,11 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use fastgate::server::StatsHandle;
 use fastgate::{apps, ListenSpec, Options, Server};
 
 /// `--max-params-bytes`: small, so the fuzzer reaches the limit.
@@ -27,10 +29,34 @@ pub const LONGEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// process, so one left by a dead process is found and removed.
 const DIR_PREFIX: &str = "fastgate-fuzz-connection-";
 
-/// The running server: its socket's path.
+/// The running server: its socket's path and its counters.
 pub struct Harness {
     /// The listener's socket file.
     pub socket: PathBuf,
+    /// The server's counters, for the message of a failed check.
+    pub stats: StatsHandle,
+}
+
+impl Harness {
+    /// The counters that say why a request could be refused.
+    pub fn describe(&self) -> String {
+        let s = &self.stats;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "queue {} (max {}), threads {} ({} idle), conns {}, requests {}, aborted {}, \
+             503s {}, 504s {}, 408s {}",
+            s.queue_len(),
+            load(&s.max_queue_len),
+            load(&s.threads_total),
+            load(&s.threads_idle),
+            load(&s.active_conns),
+            load(&s.requests),
+            load(&s.aborted_requests),
+            load(&s.refused_503),
+            load(&s.refused_504),
+            load(&s.refused_408),
+        )
+    }
 }
 
 static HARNESS: OnceLock<Harness> = OnceLock::new();
@@ -71,7 +97,7 @@ fn start() -> Harness {
     }
     let server = builder.build().expect("the fuzzing server starts");
     std::thread::spawn(move || server.run().expect("the fuzzing server runs"));
-    Harness { socket }
+    Harness { socket, stats }
 }
 
 /// A write to a socket its peer closed must fail with EPIPE, not kill the
