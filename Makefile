@@ -5,12 +5,16 @@
 #   make lint        clippy with warnings as errors, rustfmt check, cargo deny
 #                    (licenses, banned crates, sources: deny.toml)
 #   make bench       nginx + fastgate throughput and memory figures (docs/BENCHMARKS.md)
-#   make fuzz-build  check that the fuzz targets compile (needs cargo-fuzz's nightly setup)
+#   make fuzz        run every fuzz target SECONDS each (60), from a scratch copy of
+#                    fuzz/corpus; fails on any crash (scripts/fuzz.sh, cargo-fuzz)
+#   make fuzz-build  check that the fuzz targets compile (cargo check, no sanitizer)
 #   make install     the binary, the man page and deploy/ under $(DESTDIR)$(PREFIX)
 #   make uninstall   removes exactly what make install put there
 
 CARGO ?= cargo
 LISTEN ?= fastcgi://127.0.0.1:9000
+# make fuzz: seconds per target.
+SECONDS ?= 60
 
 # make install: $(DESTDIR)$(PREFIX)/bin/fastgate, .../share/man/man1/fastgate.1
 # and every file of deploy/ under .../share/fastgate/. BIN is the binary
@@ -33,7 +37,7 @@ endif
 # not on an ordinary user's PATH; the tests look the tools up on PATH.
 export PATH := $(PATH):/usr/sbin:/sbin
 
-.PHONY: all run build test test-deps lint bench fuzz-build clean install uninstall
+.PHONY: all run build test test-deps lint bench fuzz fuzz-build clean install uninstall
 
 all: build
 
@@ -64,6 +68,9 @@ lint:
 bench: build
 	./scripts/install-bench-deps.sh
 	./bench/run.sh
+
+fuzz:
+	./scripts/fuzz.sh $(SECONDS)
 
 fuzz-build:
 	@if [ -d fuzz ]; then cd fuzz && $(CARGO) check; else echo "no fuzz/ directory yet"; fi

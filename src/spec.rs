@@ -160,7 +160,16 @@ impl fmt::Display for ListenSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.address, self.protocol) {
             (Address::Tcp(a), Protocol::Auto) => write!(f, "{a}"),
-            (Address::Unix(p), Protocol::Auto) => write!(f, "{}", p.display()),
+            (Address::Unix(p), Protocol::Auto) => {
+                let path = p.display().to_string();
+                // A bare path that starts with `//` or holds `://` would
+                // read back as TCP or a scheme: the URL form does not.
+                if path.starts_with("//") || path.contains("://") {
+                    write!(f, "unix://{path}")
+                } else {
+                    f.write_str(&path)
+                }
+            }
             (Address::Tcp(a), proto) => write!(f, "{}://{a}", proto.scheme()),
             (Address::Unix(p), proto) => write!(f, "{}:{}", proto.scheme(), p.display()),
         }
@@ -240,6 +249,21 @@ mod tests {
             "/x.sock",
         ] {
             assert_eq!(parse(s).to_string(), s);
+        }
+    }
+
+    /// Found by the `listen_spec` fuzz target: `unix:/a://b` parsed, but
+    /// was written as `/a://b`, which does not.
+    #[test]
+    fn odd_unix_paths_are_written_so_they_read_back() {
+        for (s, written) in [
+            ("unix:/a://b", "unix:///a://b"),
+            ("unix:////x", "unix:////x"),
+            ("fastcgi:/a://b", "fastcgi:/a://b"),
+        ] {
+            let spec = parse(s);
+            assert_eq!(spec.to_string(), written);
+            assert_eq!(parse(written), spec);
         }
     }
 

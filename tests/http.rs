@@ -126,6 +126,23 @@ fn head_gets_the_headers_of_get_and_no_body() {
     assert!(answer.ends_with("\r\n\r\n"), "a body came: {answer:?}");
 }
 
+/// Found by the `connection` fuzz target: the refusal of a HEAD request
+/// (a 400 for a bad chunk line of its body) came with a body.
+#[test]
+fn a_refused_head_request_gets_no_body() {
+    let s = http_server(&[]);
+    let answer = raw(
+        s.tcp_addr(0),
+        b"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;\x01\r\nhello\r\n0\r\n\r\n",
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("Content-Length: 16\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n"), "a body came: {answer:?}");
+}
+
 #[test]
 fn pipelined_requests_are_answered_in_order() {
     let s = http_server(&[]);

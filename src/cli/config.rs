@@ -908,8 +908,9 @@ fn parse_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
-/// `ADDR/LEN` or a bare address (one host).
-fn parse_cidr(s: &str) -> Result<Cidr, String> {
+/// `ADDR/LEN` or a bare address (one host). Public (in the hidden `cli`
+/// module) for the fuzz targets only.
+pub fn parse_cidr(s: &str) -> Result<Cidr, String> {
     let (addr, len) = match s.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),

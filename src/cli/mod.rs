@@ -17,7 +17,13 @@ mod logging;
 mod request;
 #[allow(unsafe_code)] // mallopt; see the file
 mod serve;
-mod units;
+// The value parsers of untrusted command-line text, public (and hidden)
+// only so the fuzz targets can reach them.
+#[doc(hidden)]
+pub mod units;
+
+#[doc(hidden)]
+pub use self::config::parse_cidr;
 
 use std::process::ExitCode;
 

@@ -1,12 +1,13 @@
 //! Sizes and durations as the command line spells them (`64k`, `10m`,
 //! `500ms`, `30s`), shared by `fastgate serve` and `fastgate request`.
-//! Errors are bare reasons; the caller names the flag.
+//! Errors are bare reasons; the caller names the flag. Public (in the
+//! hidden `cli` module) for the fuzz targets only.
 
 use std::time::Duration;
 
 /// A size in bytes: a whole number, or one followed by `k`, `m` or `g`
 /// (any case) for KiB, MiB or GiB, as nginx spells sizes.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, String> {
     const EXPECTED: &str = "expected a size like 65536, 64k, 10m or 1g";
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
@@ -26,7 +27,7 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// A duration: `500ms`, `30s`, `5m`, `1h`, or a plain `0`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     const EXPECTED: &str = "expected a duration like 500ms, 30s or 5m";
     if s == "0" {
         return Ok(Duration::ZERO);

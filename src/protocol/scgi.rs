@@ -78,20 +78,22 @@ fn read_length(input: &[u8], max_len: usize) -> Result<Option<(usize, usize)>, E
         .take(MAX_LEN_DIGITS + 1)
         .take_while(|b| b.is_ascii_digit())
         .count();
-    if digits > MAX_LEN_DIGITS {
-        return Err(bad_netstring(format!(
-            "length has more than {MAX_LEN_DIGITS} digits"
-        )));
-    }
+    // Each check needs only the digits it looks at, in the order they
+    // arrive, so where the reads ended never changes the answer.
     if digits > 1 && input[0] == b'0' {
         return Err(bad_netstring("length has a leading zero".to_string()));
     }
-    // Ten digits always fit a u64.
-    let len = input[..digits]
+    // At most ten digits always fit a u64.
+    let len = input[..digits.min(MAX_LEN_DIGITS)]
         .iter()
         .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
     if len > max_len as u64 {
         return Err(Error::ParamsTooLarge { limit: max_len });
+    }
+    if digits > MAX_LEN_DIGITS {
+        return Err(bad_netstring(format!(
+            "length has more than {MAX_LEN_DIGITS} digits"
+        )));
     }
     match input.get(digits) {
         None => Ok(None),
@@ -220,6 +222,26 @@ mod tests {
             parse_header(b"99999999999", usize::MAX).unwrap_err(),
             bad_netstring(format!("length has more than {MAX_LEN_DIGITS} digits"))
         );
+    }
+
+    /// Found by the `scgi_header` fuzz target: eleven digits were "more
+    /// than 10 digits" (400) read at once, but "too large" (431) when the
+    /// first few came in a read of their own. The answer is now the same
+    /// for every way the bytes can arrive.
+    #[test]
+    fn the_answer_does_not_depend_on_where_reads_end() {
+        for input in [
+            &b"20000000000000:"[..],
+            b"0123456789012:",
+            b"000:",
+            b"1025:",
+        ] {
+            let whole = format!("{:?}", parse_header(input, 1024));
+            let first = (1..=input.len())
+                .map(|n| format!("{:?}", parse_header(&input[..n], 1024)))
+                .find(|r| r != "Ok(Partial)");
+            assert_eq!(first.as_deref(), Some(whole.as_str()), "{input:?}");
+        }
     }
 
     /// Wraps `content` in a netstring.

@@ -67,6 +67,8 @@ pub struct HttpConn {
     head_since: Option<Instant>,
     /// Bytes of a head in progress, counted in `Ctx::params_held`.
     held: usize,
+    /// The request in hand is a `HEAD`: a refusal of it has no body.
+    head_request: bool,
 }
 
 impl HttpConn {
@@ -78,6 +80,7 @@ impl HttpConn {
             local,
             head_since: None,
             held: 0,
+            head_request: false,
         }
     }
 
@@ -137,9 +140,10 @@ impl HttpConn {
         io.begun += 1;
         let params = self.params(&head, io);
         self.log = ctx.entry(Some(&params), 0, ctx.now);
+        self.head_request = head.method == "HEAD";
         let answer = Answer {
             keep_alive: head.keep_alive && !ctx.draining,
-            head_request: head.method == "HEAD",
+            head_request: self.head_request,
             version: head.version,
         };
         let limit = ctx.limits.max_body_bytes;
@@ -251,6 +255,7 @@ impl HttpConn {
     fn refuse_head(&mut self, ctx: &mut Ctx, io: &mut ConnIo, why: &dyn Display, status: u16) {
         ctx.warn_client(&io.peer, why);
         io.begun += 1;
+        self.head_request = false;
         self.log = ctx.entry(None, 0, ctx.now);
         self.refuse(ctx, io, status);
     }
@@ -261,7 +266,11 @@ impl HttpConn {
         if let Phase::Running { shared, .. } = &self.phase {
             io.abort(shared);
         }
-        response::encode_refusal(&mut io.out.buf, status, false, unix_now());
+        let encode = match self.head_request {
+            true => response::encode_head_refusal,
+            false => response::encode_refusal,
+        };
+        encode(&mut io.out.buf, status, false, unix_now());
         io.refused = true;
         ctx.stats.count_refusal(status);
         self.set_status(status, true);

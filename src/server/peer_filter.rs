@@ -71,18 +71,23 @@ impl Cidr {
     /// assert!(!net.contains("11.0.0.1".parse().unwrap()));
     /// ```
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(a)) => {
-                u32::from(a) & mask_v4(self.prefix_len) == u32::from(net)
+        match self.addr {
+            IpAddr::V4(net) => {
+                let a = match ip {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(a) => a.to_ipv4_mapped(),
+                };
+                a.is_some_and(|a| u32::from(a) & mask_v4(self.prefix_len) == u32::from(net))
             }
-            (IpAddr::V6(net), IpAddr::V6(a)) => {
+            // A network written in IPv6 (`::ffff:10.0.0.0/104` too) holds
+            // an IPv4 peer as its mapped address.
+            IpAddr::V6(net) => {
+                let a = match ip {
+                    IpAddr::V4(a) => a.to_ipv6_mapped(),
+                    IpAddr::V6(a) => a,
+                };
                 u128::from(a) & mask_v6(self.prefix_len) == u128::from(net)
             }
-            _ => false,
         }
     }
 }
@@ -200,6 +205,23 @@ mod tests {
         assert_eq!(refused.key, Some(PeerKey::Ip(local)));
         f.cidrs.push(cidr("127.0.0.0", 8));
         assert!(f.check(&s).is_ok());
+    }
+
+    /// Found by the `units` fuzz target: a network written as IPv4-mapped
+    /// IPv6 held no address at all, not even its own.
+    #[test]
+    fn mapped_networks_hold_ipv4_peers() {
+        let net = Cidr::new("::ffff:10.0.0.0".parse().unwrap(), 104);
+        for inside in ["10.1.2.3", "::ffff:10.1.2.3", "::ffff:10.0.0.0"] {
+            assert!(net.contains(inside.parse().unwrap()), "{inside}");
+        }
+        for outside in ["11.0.0.1", "::ffff:11.0.0.1", "::1", "fd00::1"] {
+            assert!(!net.contains(outside.parse().unwrap()), "{outside}");
+        }
+        let v4 = Cidr::new("10.0.0.0".parse().unwrap(), 8);
+        assert!(v4.contains("::ffff:10.9.8.7".parse().unwrap()));
+        assert!(!v4.contains("::10.9.8.7".parse().unwrap()));
+        assert!(Cidr::new("::".parse().unwrap(), 0).contains("10.0.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -67,12 +67,7 @@ impl Response {
 
     /// Adds a header line, keeping others of the same name.
     pub fn add_header(&mut self, name: &str, value: &str) {
-        // Header injection: a CR or LF would end the line early.
-        let clean = |s: &str| match memchr::memchr2(b'\r', b'\n', s.as_bytes()) {
-            Some(_) => s.replace(['\r', '\n'], " "),
-            None => s.to_owned(),
-        };
-        self.headers.push((clean(name), clean(value)));
+        self.headers.push((clean_field(name), clean_field(value)));
     }
 
     /// Whether the status and headers can no longer change.
@@ -215,5 +210,41 @@ impl Drop for Response {
         if !self.done {
             self.complete(Err(io::Error::other("response dropped unfinished")));
         }
+    }
+}
+
+/// A header name or value fit for a head: each control byte but tab
+/// becomes a space. A CR or LF would end the line early (header
+/// injection); any other makes a head that a front server refuses (nginx
+/// answers 502) and that fastgate's own CGI parser calls malformed, and
+/// handlers copy client text into headers (`echo`: `CONTENT_TYPE`).
+fn clean_field(s: &str) -> String {
+    let control = |c: char| c.is_ascii_control() && c != '\t';
+    match s.contains(control) {
+        true => s.replace(control, " "),
+        false => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_field;
+    use crate::protocol::cgi_response::{parse_head, write_head, Parsed};
+
+    /// Found by the `connection` fuzz target: `echo` copied a control
+    /// byte of `CONTENT_TYPE` into its `Content-Type`, a head its own CGI
+    /// parser refuses.
+    #[test]
+    fn control_bytes_never_reach_a_head() {
+        assert_eq!(clean_field("text/plai\u{10}n"), "text/plai n");
+        assert_eq!(clean_field("a\r\nSet-Cookie: x\u{7f}"), "a  Set-Cookie: x ");
+        assert_eq!(clean_field("tab\tkept"), "tab\tkept");
+        let headers = vec![("Content-Type".to_string(), clean_field("x\u{0}\u{1b}[2J"))];
+        let mut head = Vec::new();
+        write_head(&mut head, 200, "", &headers);
+        let Ok(Parsed::Complete { head: parsed, .. }) = parse_head(&head, 1024) else {
+            panic!("{head:?}");
+        };
+        assert_eq!(parsed.headers[0].1, "x  [2J");
     }
 }

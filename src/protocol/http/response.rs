@@ -194,6 +194,27 @@ pub fn encode_last_chunk(out: &mut Vec<u8>) {
 /// assert!(text.ends_with("\r\n\r\n431 Request Header Fields Too Large\n"));
 /// ```
 pub fn encode_refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, now: u64) {
+    refusal(out, status, keep_alive, false, now);
+}
+
+/// [`encode_refusal`] in answer to a `HEAD` request: the same head
+/// (`Content-Length` that of the body a `GET` would get), no body (RFC
+/// 9110 §9.3.2), which the client would read as the start of the next
+/// response.
+///
+/// ```
+/// use fastgate::protocol::http::response::encode_head_refusal;
+/// let mut out = Vec::new();
+/// encode_head_refusal(&mut out, 404, false, 0);
+/// let text = String::from_utf8(out).unwrap();
+/// assert!(text.contains("\r\nContent-Length: 14\r\n"));
+/// assert!(text.ends_with("\r\n\r\n"));
+/// ```
+pub fn encode_head_refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, now: u64) {
+    refusal(out, status, keep_alive, true, now);
+}
+
+fn refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, head_request: bool, now: u64) {
     let body = format!("{status} {}\n", reason_phrase(status));
     let head = Head {
         status,
@@ -202,7 +223,7 @@ pub fn encode_refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, now: u64
     };
     let reply = Reply {
         length: Some(body.len() as u64),
-        head_request: false,
+        head_request,
         keep_alive,
         version: Version::Http11,
         now,

@@ -150,6 +150,19 @@ Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
     assert_eq!(CONTINUE, b"HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+/// Found by the `connection` fuzz target: a HEAD request refused (here a
+/// 400 for a bad chunk line of its body) got the refusal's body too.
+#[test]
+fn refusals_of_head_requests_have_no_body() {
+    for status in [400, 404, 408, 413, 431, 503, 504] {
+        let (mut get, mut head) = (Vec::new(), Vec::new());
+        encode_refusal(&mut get, status, false, 0);
+        encode_head_refusal(&mut head, status, false, 0);
+        let body = format!("{status} {}\n", reason_phrase(status));
+        assert_eq!([&head[..], body.as_bytes()].concat(), get, "{status}");
+    }
+}
+
 #[test]
 fn chunks() {
     let mut out = Vec::new();
