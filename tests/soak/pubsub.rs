@@ -1,0 +1,135 @@
+//! One pubsub round of the soak: a waiter on a channel of its own, then a
+//! publisher that posts until `delivered N` says someone got it (the
+//! waiter may not be registered yet: `delivered 0` is a right answer),
+//! then the waiter's answer, which must be the message whenever a POST
+//! said it was delivered. A message that no POST delivered leaves the
+//! waiter its 204 at the timeout, which is right too (counted as a note).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::client::*;
+use crate::common::*;
+use crate::load::{nap, Env, Rng};
+
+static CHANNEL: AtomicU64 = AtomicU64::new(0);
+
+/// Most POSTs of one round before it lets the waiter time out.
+const TRIES: u32 = 20;
+
+pub fn round(env: &Env, rng: &mut Rng) {
+    let ch = CHANNEL.fetch_add(1, Ordering::Relaxed);
+    let uri = format!("/events/c{ch}");
+    let message = env.body(rng, 64 << 10);
+    let wait = Ask::new(
+        "pubsub-wait",
+        "GET",
+        format!("{uri}?timeout=2"),
+        Vec::new(),
+        message.clone(),
+    );
+    env.tally.sent("fcgi-tcp", wait.kind);
+    let (mut waiter, opened) = match fcgi_connect(&env.fcgi_tcp) {
+        Ok(c) => c,
+        Err(e) => return fail(env, &wait, Instant::now(), format!("connect: {e}")),
+    };
+    if let Err(e) = waiter.try_send_raw(&fcgi_bytes(&wait, 1, false)) {
+        return fail(env, &wait, opened, format!("write: {e}"));
+    }
+    let mut delivered = 0;
+    for _ in 0..TRIES {
+        delivered = publish(env, &uri, &message);
+        if delivered > 0 {
+            break;
+        }
+        nap(50);
+    }
+    let reply = match waiter.try_read_until_end(1) {
+        Ok(r) => r,
+        Err(e) => return fail(env, &wait, opened, e),
+    };
+    book(
+        &env.tally,
+        "fcgi-tcp",
+        wait.kind,
+        opened,
+        judge_wait(env, &reply, &wait, delivered),
+    );
+}
+
+fn fail(env: &Env, ask: &Ask, opened: Instant, what: String) {
+    book(
+        &env.tally,
+        "fcgi-tcp",
+        ask.kind,
+        opened,
+        Outcome::Broken(format!("{}: {what}", ask.uri)),
+    );
+}
+
+/// The waiter's answer: the message if any POST delivered it, else 204.
+fn judge_wait(env: &Env, reply: &FcgiReply, wait: &Ask, delivered: u64) -> Outcome {
+    if delivered > 0 {
+        return judge_fcgi(reply, wait);
+    }
+    match split_cgi(&reply.stdout) {
+        Some((204, _, b"")) => {
+            env.tally
+                .note("pubsub: no POST reached the waiter, it got its 204");
+            Outcome::Answered
+        }
+        _ => Outcome::Wrong(format!("{}: undelivered, yet not a 204", wait.uri)),
+    }
+}
+
+/// One POST; the N of `delivered N` (0 when the POST failed, which is
+/// booked as such).
+fn publish(env: &Env, uri: &str, message: &[u8]) -> u64 {
+    let ask = Ask::new(
+        "pubsub-post",
+        "POST",
+        uri.to_string(),
+        message.to_vec(),
+        Vec::new(),
+    );
+    env.tally.sent("fcgi-unix", ask.kind);
+    let (mut c, opened) = match fcgi_connect(&env.fcgi_unix) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(env, &ask, Instant::now(), format!("connect: {e}"));
+            return 0;
+        }
+    };
+    if let Err(e) = c.try_send_raw(&fcgi_bytes(&ask, 1, false)) {
+        fail(env, &ask, opened, format!("write: {e}"));
+        return 0;
+    }
+    let reply = match c.try_read_until_end(1) {
+        Ok(r) => r,
+        Err(e) => {
+            fail(env, &ask, opened, e);
+            return 0;
+        }
+    };
+    let (o, n) = judge_post(&reply, uri);
+    book(&env.tally, "fcgi-unix", ask.kind, opened, o);
+    n
+}
+
+/// A POST's answer must be 200 `delivered N` (or a refusal).
+fn judge_post(reply: &FcgiReply, uri: &str) -> (Outcome, u64) {
+    let Some((status, retry, body)) = split_cgi(&reply.stdout) else {
+        return (Outcome::Wrong(format!("POST {uri}: no end of head")), 0);
+    };
+    if status == 503 && retry {
+        return (Outcome::Refused, 0);
+    }
+    let text = String::from_utf8_lossy(body);
+    let n = text
+        .strip_prefix("delivered ")
+        .and_then(|n| n.trim_end().parse().ok());
+    match (status, n, reply.protocol_status) {
+        (200, Some(n), REQUEST_COMPLETE) => (Outcome::Answered, n),
+        _ => (Outcome::Wrong(format!("POST {uri}: {status} {text:?}")), 0),
+    }
+}
