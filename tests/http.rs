@@ -368,3 +368,28 @@ fn a_request_past_the_request_timeout_gets_504_and_the_next_connection_is_served
     );
     assert!(ok.ends_with("Hello, world!\n"), "{ok}");
 }
+
+/// Past `--queue` the HTTP listener answers 503 with `Retry-After`, as
+/// FastCGI and SCGI do (the soak found the HTTP refusal without it).
+#[test]
+fn a_request_past_the_queue_gets_503_with_retry_after() {
+    let s = http_server(&["--min-threads", "1", "--max-threads", "1", "--queue", "1"]);
+    let addr = s.tcp_addr(0);
+    let sleeper = |_| {
+        std::thread::spawn(move || {
+            raw(
+                addr,
+                b"GET /sleep?ms=1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            )
+        })
+    };
+    // One runs, one waits in the queue.
+    let held: Vec<_> = (0..2).map(sleeper).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let refused = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(refused.contains("\r\nRetry-After: 1\r\n"), "{refused}");
+    for h in held {
+        assert!(h.join().unwrap().ends_with("slept 1500 ms\n"));
+    }
+}
