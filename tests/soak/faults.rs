@@ -122,9 +122,8 @@ fn hup(env: &Env, fleet: &Fleet) {
 }
 
 fn kill_child(env: &Env, fleet: &Fleet, n: u64) {
-    if let Some(pid) = fleet.kill_child(n as usize / 9) {
-        env.tally
-            .killed_at(Instant::now(), format!("kill -9 {pid}"));
+    if let Some((pid, at)) = fleet.kill_child(n as usize / 9) {
+        env.tally.killed_at(at, format!("kill -9 {pid}"));
         env.tally.fault("kill -9 child");
     }
 }

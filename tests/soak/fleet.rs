@@ -2,8 +2,8 @@
 //! the pidfile, so a USR2 upgrade is followed) and its children. Samples
 //! of the whole tree (RSS, fds, threads summed; zombies; temporary files),
 //! the signals the faults send, the upgrade, and the final TERM, all by
-//! pid. On drop (a failed run) whatever master is current is killed with
-//! its children, so no server outlives the test.
+//! pid. `kill_all` (on drop, and by the test's guard when it fails)
+//! kills whatever is left, so no server outlives the test.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -103,12 +103,15 @@ impl Fleet {
         kill(Pid::from_raw(pid), sig).unwrap_or_else(|e| panic!("kill -{sig} {pid}: {e}"));
     }
 
-    /// kill -9 of one child; its pid, or None when there was none.
-    pub fn kill_child(&self, pick: usize) -> Option<i32> {
+    /// kill -9 of one child: its pid and the moment just before the
+    /// signal (a client may see the reset before this call returns), or
+    /// None when there was no child.
+    pub fn kill_child(&self, pick: usize) -> Option<(i32, Instant)> {
         let kids = self.children();
         let victim = *kids.get(pick % kids.len().max(1))?;
+        let at = Instant::now();
         kill(Pid::from_raw(victim), Signal::SIGKILL).ok()?;
-        Some(victim)
+        Some((victim, at))
     }
 
     /// USR2, then waits for the pidfile to name a new live master and for
@@ -185,17 +188,27 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// SIGKILL to every server process still running: the current master,
+    /// its children, and any pid seen before (each checked to be a
+    /// running fastgate, so a pid reused since is left alone).
+    pub fn kill_all(&self) {
+        let master = self.master();
+        let mut pids: BTreeSet<i32> = lock(&self.seen).clone();
+        pids.extend(procs::children_of(master).0);
+        pids.insert(master);
+        for pid in pids {
+            let is_fastgate = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("fastgate"));
+            if procs::alive(pid) && is_fastgate {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let master = *lock(&self.master);
-        let ours = lock(&self.server).pid();
-        let is_fastgate = std::fs::read_to_string(format!("/proc/{master}/comm"))
-            .is_ok_and(|c| c.starts_with("fastgate"));
-        if master != ours && procs::alive(master) && is_fastgate {
-            for kid in procs::children_of(master).0 {
-                let _ = kill(Pid::from_raw(kid), Signal::SIGKILL);
-            }
-            let _ = kill(Pid::from_raw(master), Signal::SIGKILL);
-        }
+        self.kill_all();
     }
 }

@@ -130,17 +130,32 @@ fn sampler(
     fleet: Arc<Fleet>,
     every: Duration,
     t0: Instant,
-) -> Arc<Mutex<Vec<Sample>>> {
+) -> (Arc<Mutex<Vec<Sample>>>, thread::JoinHandle<()>) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let out = Arc::clone(&samples);
-    thread::spawn(move || {
+    let thread = thread::spawn(move || {
         while !env.tally.stopping() {
             let s = fleet.sample(t0);
             samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
-            thread::sleep(every);
+            let next = Instant::now() + every;
+            while Instant::now() < next && !env.tally.stopping() {
+                thread::sleep(Duration::from_millis(50));
+            }
         }
     });
-    out
+    (out, thread)
+}
+
+/// Stops every loop and kills what is left of the server on the way
+/// out, also when the test fails: the threads that hold the fleet may
+/// never let it drop, and a USR2 leaves a master that is not our child.
+struct Guard(Arc<Env>, Arc<Fleet>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.0.tally.stop.store(true, Ordering::SeqCst);
+        self.1.kill_all();
+    }
 }
 
 /// Pauses clients and faults, waits for the tree to settle (every child
@@ -226,7 +241,8 @@ fn soak_under_faults() {
     let t0 = Instant::now();
     env.tally.set_start(t0);
     let every = Duration::from_secs(if seconds >= 300.0 { 5 } else { 2 });
-    let samples = sampler(Arc::clone(&env), Arc::clone(&fleet), every, t0);
+    let _guard = Guard(Arc::clone(&env), Arc::clone(&fleet));
+    let (samples, sampling) = sampler(Arc::clone(&env), Arc::clone(&fleet), every, t0);
     let loaders = load::start(&env, clients, t0 + Duration::from_secs_f64(seconds));
     let faulter = {
         let (env, fleet) = (Arc::clone(&env), Arc::clone(&fleet));
@@ -242,6 +258,7 @@ fn soak_under_faults() {
     env.tally.stop.store(true, Ordering::SeqCst);
     let final_answers = final_answers(&env);
     let stop = fleet.stop();
+    sampling.join().expect("sampler thread");
     let samples = samples.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let report = Report {
         seconds: t0.elapsed().as_secs_f64(),

@@ -78,7 +78,17 @@ fn judge_wait(env: &Env, reply: &FcgiReply, wait: &Ask, delivered: u64) -> Outco
                 .note("pubsub: no POST reached the waiter, it got its 204");
             Outcome::Answered
         }
-        _ => Outcome::Wrong(format!("{}: undelivered, yet not a 204", wait.uri)),
+        Some((status, _, body)) => Outcome::Wrong(format!(
+            "{}: every POST said delivered 0, yet the waiter got {status} with {} bytes{}",
+            wait.uri,
+            body.len(),
+            if body == wait.want_body.as_slice() {
+                ", the message"
+            } else {
+                ""
+            }
+        )),
+        None => Outcome::Wrong(format!("{}: no end of head", wait.uri)),
     }
 }
 
