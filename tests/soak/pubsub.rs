@@ -6,13 +6,16 @@
 //! waiter its 204 at the timeout, which is right too (counted as a note).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::client::*;
 use crate::common::*;
 use crate::load::{nap, Env, Rng};
 
 static CHANNEL: AtomicU64 = AtomicU64::new(0);
+
+/// How long the master waits for the other children's counts.
+const RELAY_WAIT: Duration = Duration::from_millis(950);
 
 /// Most POSTs of one round before it lets the waiter time out.
 const TRIES: u32 = 20;
@@ -36,9 +39,11 @@ pub fn round(env: &Env, rng: &mut Rng) {
     if let Err(e) = waiter.try_send_raw(&fcgi_bytes(&wait, 1, false)) {
         return fail(env, &wait, opened, format!("write: {e}"));
     }
-    let mut delivered = 0;
+    let (mut delivered, mut slowest) = (0, Duration::ZERO);
     for _ in 0..TRIES {
+        let sent = Instant::now();
         delivered = publish(env, &uri, &message);
+        slowest = slowest.max(sent.elapsed());
         if delivered > 0 {
             break;
         }
@@ -48,13 +53,8 @@ pub fn round(env: &Env, rng: &mut Rng) {
         Ok(r) => r,
         Err(e) => return fail(env, &wait, opened, e),
     };
-    book(
-        &env.tally,
-        "fcgi-tcp",
-        wait.kind,
-        opened,
-        judge_wait(env, &reply, &wait, delivered),
-    );
+    let o = judge_wait(env, &reply, &wait, delivered, slowest);
+    book(&env.tally, "fcgi-tcp", wait.kind, opened, o);
 }
 
 fn fail(env: &Env, ask: &Ask, opened: Instant, what: String) {
@@ -68,25 +68,34 @@ fn fail(env: &Env, ask: &Ask, opened: Instant, what: String) {
 }
 
 /// The waiter's answer: the message if any POST delivered it, else 204.
-fn judge_wait(env: &Env, reply: &FcgiReply, wait: &Ask, delivered: u64) -> Outcome {
+/// A message that came while every POST said `delivered 0` is a count
+/// that reached the master past its wait (`ANSWER_WAIT`, 1 s, in
+/// `master/relay.rs`: the documented bound of `delivered N` under
+/// prefork) only when a POST did wait that long; else it is lost.
+fn judge_wait(
+    env: &Env,
+    reply: &FcgiReply,
+    wait: &Ask,
+    delivered: u64,
+    slowest: Duration,
+) -> Outcome {
     if delivered > 0 {
         return judge_fcgi(reply, wait);
     }
     match split_cgi(&reply.stdout) {
         Some((204, _, b"")) => {
-            env.tally
-                .note("pubsub: no POST reached the waiter, it got its 204");
+            env.tally.note("pubsub: no POST reached the waiter, it got its 204");
+            Outcome::Answered
+        }
+        Some((200, _, body)) if body == wait.want_body.as_slice() && slowest >= RELAY_WAIT => {
+            env.tally.note("pubsub: the waiter got the message while a POST, past the relay's 1 s, said delivered 0");
             Outcome::Answered
         }
         Some((status, _, body)) => Outcome::Wrong(format!(
-            "{}: every POST said delivered 0, yet the waiter got {status} with {} bytes{}",
+            "{}: every POST said delivered 0 (the slowest in {slowest:?}), yet the waiter got {status} with {} bytes{}",
             wait.uri,
             body.len(),
-            if body == wait.want_body.as_slice() {
-                ", the message"
-            } else {
-                ""
-            }
+            if body == wait.want_body.as_slice() { ", the message" } else { "" }
         )),
         None => Outcome::Wrong(format!("{}: no end of head", wait.uri)),
     }
