@@ -25,9 +25,12 @@ pub struct Plan {
     pub tick: Duration,
     pub usr2_at: f64,
     pub hup_at: f64,
-    /// No kill -9 nor HUP after this, so the children sampled at the end
-    /// have served a while (like the ones sampled at the baseline).
-    pub replace_until: f64,
+    /// No kill -9 in the `settle` seconds before a quiet sample, so the
+    /// children sampled at the baseline and at the end have both served
+    /// at least that long: a child a few seconds old has not yet grown
+    /// its arenas and buffers to their working size, and comparing one
+    /// with an older one would measure its age, not a leak.
+    pub settle: f64,
     pub end: f64,
     /// The windows of the quiet samples: no burst in them.
     pub quiet: [f64; 2],
@@ -79,6 +82,10 @@ fn one(
         .quiet
         .iter()
         .any(|&q| (q - 6.0..q + 2.0).contains(&now));
+    let settling = plan
+        .quiet
+        .iter()
+        .any(|&q| (q - plan.settle..q + 2.0).contains(&now));
     match n % 9 {
         0 => vanish_params(env),
         1 => slow.push(slowloris(env, n)),
@@ -86,7 +93,7 @@ fn one(
         3 => malformed(env, rng),
         4 if !near_quiet => burst_queue(env),
         5 => vanish_response(env, rng),
-        6 if now < plan.replace_until => kill_child(env, fleet, n),
+        6 if !settling => kill_child(env, fleet, n),
         7 if !near_quiet => burst_conns(env, plan.max_conns * 3),
         8 => malformed(env, rng),
         _ => vanish_params(env),

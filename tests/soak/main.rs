@@ -109,15 +109,17 @@ fn start_server() -> Server {
 /// The plan of a run of `d` seconds: the baseline at minute 2 (a third
 /// of the run when shorter than 5 minutes), the USR2 halfway to it (so
 /// the baseline and the end both sample the new master's tree: like
-/// with like), the HUP halfway from the baseline to the end, no process
-/// replaced in the last tenth (at least 10 s).
+/// with like), the HUP halfway from the baseline to the end, and no
+/// child killed in the minute before each quiet sample (half the time to
+/// the baseline in a short run: 10 s of 60), so that the children sampled
+/// at the end are at least as old as the baseline's, born of the USR2.
 fn plan(d: f64) -> Plan {
     let base = if d >= 300.0 { 120.0 } else { d / 3.0 };
     Plan {
         tick: Duration::from_millis(if d >= 300.0 { 1500 } else { 1000 }),
         usr2_at: base / 2.0,
         hup_at: (base + d) / 2.0,
-        replace_until: d - (d / 10.0).max(10.0),
+        settle: (base / 2.0).min(60.0),
         end: d,
         quiet: [base, d],
         max_conns: MAX_CONNS,
