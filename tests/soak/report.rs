@@ -148,10 +148,11 @@ impl Report {
         let mut out = format!(
             "soak: {:.0} s, {} client threads, {} pids seen\n\
              requests {}: answered {}, refused {} ({} outside bursts), failed in a killed child {}, \
-             retried after a stopping child closed a kept-alive connection {}, LOST {}\n",
+             retried on a fresh connection after a kept-alive one closed with no answer: \
+             {} at a HUP or USR2, {} at a kill -9; LOST {}\n",
             self.seconds, self.clients, self.pids_seen, t.requests.values().sum::<u64>(),
             t.answered, t.refused, t.refused_outside_bursts, t.failed_in_killed_child,
-            t.retried_at_stop, t.lost
+            t.retried_at_stop, t.retried_at_kill, t.lost
         );
         for (k, n) in &t.requests {
             out += &format!("  {k:<28} {n:>8}\n");
@@ -233,6 +234,7 @@ impl Report {
             "refused_outside_bursts": t.refused_outside_bursts,
             "failed_in_killed_child": t.failed_in_killed_child,
             "retried_at_stop": t.retried_at_stop,
+            "retried_at_kill": t.retried_at_kill,
             "events": t.events,
             "lost": t.lost,
             "lost_examples": t.lost_examples,

@@ -75,7 +75,10 @@ pub struct Totals {
     pub refused: u64,
     pub refused_outside_bursts: u64,
     pub failed_in_killed_child: u64,
+    /// Retries within a HUP's or USR2's window.
     pub retried_at_stop: u64,
+    /// Retries of a kept-alive connection to a child killed with -9.
+    pub retried_at_kill: u64,
     pub lost: u64,
     pub lost_examples: Vec<String>,
     pub faults: BTreeMap<String, u64>,
@@ -197,13 +200,13 @@ impl Tally {
         // close their idle kept-alive connections, DESIGN.md's Stopping)
         // or a kill; anywhere else the server closed a connection in use.
         let grace = Duration::from_secs(2);
-        let by_stop = |f: &Failure| {
-            by_kill(f) || b.stops.iter().any(|&(s, e)| f.at >= s && f.at <= e + grace)
-        };
+        let by_stop = |f: &Failure| b.stops.iter().any(|&(s, e)| f.at >= s && f.at <= e + grace);
         let (killed, mut lost): (Vec<&Failure>, Vec<&Failure>) =
             b.failures.iter().partition(|f| by_kill(f));
+        let (at_kill, rest): (Vec<&Failure>, Vec<&Failure>) =
+            b.retries.iter().partition(|f| by_kill(f));
         let (at_stop, unexplained): (Vec<&Failure>, Vec<&Failure>) =
-            b.retries.iter().partition(|f| by_stop(f));
+            rest.into_iter().partition(|f| by_stop(f));
         lost.extend(unexplained);
         let t0 = b.start.unwrap_or_else(Instant::now);
         let secs = |i: Instant| i.saturating_duration_since(t0).as_secs_f64();
@@ -219,6 +222,7 @@ impl Tally {
         events.sort_by_key(|e| e.0);
         Totals {
             retried_at_stop: at_stop.len() as u64,
+            retried_at_kill: at_kill.len() as u64,
             events: events
                 .iter()
                 .map(|(at, what)| format!("{:>7.1} s  {what}", secs(*at)))
