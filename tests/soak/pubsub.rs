@@ -39,12 +39,14 @@ pub fn round(env: &Env, rng: &mut Rng) {
     if let Err(e) = waiter.try_send_raw(&fcgi_bytes(&wait, 1, false)) {
         return fail(env, &wait, opened, format!("write: {e}"));
     }
-    let (mut delivered, mut slowest) = (0, Duration::ZERO);
+    let mut posts = Posts::default();
     for _ in 0..TRIES {
         let sent = Instant::now();
-        delivered = publish(env, &uri, &message);
-        slowest = slowest.max(sent.elapsed());
-        if delivered > 0 {
+        let n = publish(env, &uri, &message);
+        posts.slowest = posts.slowest.max(sent.elapsed());
+        posts.failed |= n.is_none();
+        posts.delivered = n.unwrap_or(0);
+        if posts.delivered > 0 {
             break;
         }
         nap(50);
@@ -53,7 +55,7 @@ pub fn round(env: &Env, rng: &mut Rng) {
         Ok(r) => r,
         Err(e) => return fail(env, &wait, opened, e),
     };
-    let o = judge_wait(env, &reply, &wait, delivered, slowest);
+    let o = judge_wait(env, &reply, &wait, &posts);
     book(&env.tally, "fcgi-tcp", wait.kind, opened, o);
 }
 
@@ -67,24 +69,37 @@ fn fail(env: &Env, ask: &Ask, opened: Instant, what: String) {
     );
 }
 
-/// The waiter's answer: the message if any POST delivered it, else 204.
-/// A message that came while every POST said `delivered 0` is a count
-/// that reached the master past its wait (`ANSWER_WAIT`, 1 s, in
-/// `master/relay.rs`: the documented bound of `delivered N` under
-/// prefork) only when a POST did wait that long; else it is lost.
-fn judge_wait(
-    env: &Env,
-    reply: &FcgiReply,
-    wait: &Ask,
+/// What the POSTs of a round said.
+#[derive(Default)]
+struct Posts {
+    /// The last answer's N.
     delivered: u64,
+    /// The longest a POST took.
     slowest: Duration,
-) -> Outcome {
-    if delivered > 0 {
+    /// Whether a POST got no answer (a killed child): its message may
+    /// have gone out through the relay before its child died.
+    failed: bool,
+}
+
+/// The waiter's answer: the message if any POST delivered it, else 204.
+/// A message that came while every answered POST said `delivered 0` is
+/// explained by a POST that failed (its child relayed it, then was
+/// killed before answering), or by a count that reached the master past
+/// its wait (`ANSWER_WAIT`, 1 s, in `master/relay.rs`: the documented
+/// bound of `delivered N` under prefork) when a POST did wait that long;
+/// else it is lost.
+fn judge_wait(env: &Env, reply: &FcgiReply, wait: &Ask, posts: &Posts) -> Outcome {
+    if posts.delivered > 0 {
         return judge_fcgi(reply, wait);
     }
+    let slowest = posts.slowest;
     match split_cgi(&reply.stdout) {
         Some((204, _, b"")) => {
             env.tally.note("pubsub: no POST reached the waiter, it got its 204");
+            Outcome::Answered
+        }
+        Some((200, _, body)) if body == wait.want_body.as_slice() && posts.failed => {
+            env.tally.note("pubsub: the waiter got the message of a POST that failed in a killed child");
             Outcome::Answered
         }
         Some((200, _, body)) if body == wait.want_body.as_slice() && slowest >= RELAY_WAIT => {
@@ -101,9 +116,10 @@ fn judge_wait(
     }
 }
 
-/// One POST; the N of `delivered N` (0 when the POST failed, which is
-/// booked as such).
-fn publish(env: &Env, uri: &str, message: &[u8]) -> u64 {
+/// One POST: the N of `delivered N`, or None when it got no answer (it
+/// is booked as a failure; its child may have relayed the message before
+/// it died, so what the waiter gets is then no evidence either way).
+fn publish(env: &Env, uri: &str, message: &[u8]) -> Option<u64> {
     let ask = Ask::new(
         "pubsub-post",
         "POST",
@@ -116,23 +132,23 @@ fn publish(env: &Env, uri: &str, message: &[u8]) -> u64 {
         Ok(c) => c,
         Err(e) => {
             fail(env, &ask, Instant::now(), format!("connect: {e}"));
-            return 0;
+            return None;
         }
     };
     if let Err(e) = c.try_send_raw(&fcgi_bytes(&ask, 1, false)) {
         fail(env, &ask, opened, format!("write: {e}"));
-        return 0;
+        return None;
     }
     let reply = match c.try_read_until_end(1) {
         Ok(r) => r,
         Err(e) => {
             fail(env, &ask, opened, e);
-            return 0;
+            return None;
         }
     };
     let (o, n) = judge_post(&reply, uri);
     book(&env.tally, "fcgi-unix", ask.kind, opened, o);
-    n
+    Some(n)
 }
 
 /// A POST's answer must be 200 `delivered N` (or a refusal).
