@@ -422,3 +422,33 @@ fn max_conns_pauses_and_resumes_accepting_on_an_http_listener() {
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     assert!(answer.ends_with("Hello, world!\n"), "{answer}");
 }
+
+/// Past `--queue` the HTTP listener answers 503 with `Retry-After`, as
+/// FastCGI and SCGI do (the soak found the HTTP refusal without it).
+#[test]
+fn a_request_past_the_queue_gets_503_with_retry_after() {
+    let s = http_server(&["--min-threads", "1", "--max-threads", "1", "--queue", "1"]);
+    let addr = s.tcp_addr(0);
+    // One worker and a queue of one: of four sleeps sent at once, one
+    // runs, one waits, and the others are refused.
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                raw(
+                    addr,
+                    b"GET /sleep?ms=2000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                )
+            })
+        })
+        .collect();
+    let answers: Vec<String> = sleepers.into_iter().map(|t| t.join().unwrap()).collect();
+    let refused: Vec<&String> = answers
+        .iter()
+        .filter(|a| a.starts_with("HTTP/1.1 503 "))
+        .collect();
+    assert!(!refused.is_empty(), "no 503: {answers:?}");
+    for a in &answers {
+        let ok = a.ends_with("slept 2000 ms\n") || a.contains("\r\nRetry-After: 1\r\n");
+        assert!(ok, "{a}");
+    }
+}

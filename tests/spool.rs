@@ -131,11 +131,15 @@ fn temp_bytes(pid: i32, dir: &Path) -> u64 {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return 0;
     };
-    let prefix = dir.join("fastgate-").display().to_string();
+    // A spool file has no name (O_TMPFILE: `DIR/#INODE (deleted)`; else
+    // an unlinked `DIR/fastgate-XXXXXX (deleted)`).
+    let prefix = format!("{}/", dir.display());
     fds.flatten()
         .filter(|fd| {
-            std::fs::read_link(fd.path())
-                .is_ok_and(|t| t.display().to_string().starts_with(&prefix))
+            std::fs::read_link(fd.path()).is_ok_and(|t| {
+                let t = t.display().to_string();
+                t.starts_with(&prefix) && t.ends_with(" (deleted)")
+            })
         })
         .filter_map(|fd| std::fs::metadata(fd.path()).ok())
         .map(|m| m.len())

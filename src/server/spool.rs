@@ -2,8 +2,9 @@
 //! arrive for a request not reading them yet (on a multiplexed connection),
 //! and output held until a request's input ends.
 //!
-//! Each file is unlinked as soon as it is made, so it disappears with its
-//! last fd whatever happens to the process, and lives in `--temp-dir`.
+//! Each file is made with no name (O_TMPFILE on Linux; elsewhere unlinked
+//! as soon as it is made), so it disappears with its last fd whatever
+//! happens to the process, and lives in `--temp-dir`.
 //! Every byte written counts against `--max-temp-bytes` ([`TempSpace`],
 //! one per server) until its file is dropped: `du` cannot see unlinked
 //! files, so this count is what bounds the disk a few clients can fill.
@@ -73,6 +74,29 @@ pub fn is_no_space(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::StorageFull
 }
 
+/// A file in `dir` that has no name. On Linux it never has one
+/// (O_TMPFILE): a process killed at any moment leaves nothing behind
+/// (the soak found `mkstemp` + unlink leaving a file when a kill -9 fell
+/// between the two). Where O_TMPFILE is missing (another system, a file
+/// system without it), `mkstemp` and an unlink at once.
+fn unnamed_file(dir: &std::path::Path) -> nix::Result<File> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use nix::fcntl::{open, OFlag};
+        use nix::sys::stat::Mode;
+        let flags = OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_EXCL | OFlag::O_CLOEXEC;
+        match open(dir, flags, Mode::from_bits_truncate(0o600)) {
+            Ok(fd) => return Ok(File::from(fd)),
+            // No O_TMPFILE here: the kernel or the file system lacks it.
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EISDIR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (fd, path) = nix::unistd::mkstemp(&dir.join("fastgate-XXXXXX"))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(File::from(fd))
+}
+
 /// An unlinked temporary file written at its end and read from its start,
 /// its bytes counted in a [`TempSpace`] (and in a connection's own count,
 /// when it spools a body) until it is dropped.
@@ -88,12 +112,10 @@ pub struct SpoolFile {
 
 impl SpoolFile {
     pub fn create(space: &Arc<TempSpace>, conn: Option<Arc<AtomicU64>>) -> io::Result<SpoolFile> {
-        let template = space.dir.join("fastgate-XXXXXX");
-        let (fd, path) = nix::unistd::mkstemp(&template)
+        let file = unnamed_file(&space.dir)
             .map_err(|e| io::Error::other(format!("--temp-dir {}: {e}", space.dir.display())))?;
-        let _ = std::fs::remove_file(&path);
         Ok(SpoolFile {
-            file: File::from(fd),
+            file,
             space: Arc::clone(space),
             conn,
             written: 0,
@@ -183,6 +205,26 @@ mod tests {
         assert_eq!(space.used(), 10);
         drop(a);
         assert_eq!(space.used(), 4);
+    }
+
+    /// The file never had a name (O_TMPFILE): /proc shows `dir/#INODE
+    /// (deleted)`, not a `fastgate-XXXXXX` that a kill between create and
+    /// unlink would have left in the directory.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_file_never_has_a_name() {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir().join(format!("fg-spool-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let space = TempSpace::new(dir.clone(), 10);
+        let f = SpoolFile::create(&space, None).unwrap();
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", f.file.as_raw_fd())).unwrap();
+        let empty = std::fs::read_dir(&dir).unwrap().next().is_none();
+        drop(f);
+        std::fs::remove_dir(&dir).unwrap();
+        let target = target.display().to_string();
+        assert!(!target.contains("fastgate-"), "{target}");
+        assert!(empty);
     }
 
     #[test]

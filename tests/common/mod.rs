@@ -548,6 +548,17 @@ impl Conn {
         conn
     }
 
+    /// As [`Conn::connect`], returning the error instead of panicking
+    /// (for clients that expect a server to refuse or vanish).
+    pub fn try_connect(spec: &str) -> io::Result<Conn> {
+        let conn = match parse_spec(spec).address {
+            Address::Tcp(a) => Conn::Tcp(TcpStream::connect(a)?),
+            Address::Unix(p) => Conn::Unix(UnixStream::connect(&p)?),
+        };
+        conn.set_timeout(READ_TIMEOUT);
+        Ok(conn)
+    }
+
     pub fn set_timeout(&self, t: Duration) {
         let r = match self {
             Conn::Tcp(s) => s
@@ -787,8 +798,14 @@ pub struct FcgiConn {
 
 impl FcgiConn {
     pub fn connect(spec: &str) -> FcgiConn {
+        FcgiConn::over(Conn::connect(spec))
+    }
+
+    /// A FastCGI client on a connection made elsewhere (e.g. by
+    /// [`Conn::try_connect`]).
+    pub fn over(conn: Conn) -> FcgiConn {
         FcgiConn {
-            conn: Conn::connect(spec),
+            conn,
             buf: Vec::new(),
             replies: HashMap::new(),
             management: VecDeque::new(),

@@ -182,7 +182,8 @@ pub fn encode_last_chunk(out: &mut Vec<u8>) {
 }
 
 /// Appends a whole response the loop sends itself (400, 404, 413, 431,
-/// 503, 504, ...): a short `text/plain` body naming the status.
+/// 503, 504, ...): a short `text/plain` body naming the status; a 503
+/// also says `Retry-After: 1`, as the FastCGI and SCGI refusals do.
 ///
 /// ```
 /// use fastgate::protocol::http::response::encode_refusal;
@@ -216,10 +217,16 @@ pub fn encode_head_refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, now
 
 fn refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, head_request: bool, now: u64) {
     let body = format!("{status} {}\n", reason_phrase(status));
+    let mut headers = vec![("Content-Type".into(), "text/plain".into())];
+    // As the FastCGI and SCGI refusals (server::refusal): a 503 is a
+    // load problem, and says when to retry.
+    if status == 503 {
+        headers.push(("Retry-After".into(), "1".into()));
+    }
     let head = Head {
         status,
         reason: reason_phrase(status).into(),
-        headers: vec![("Content-Type".into(), "text/plain".into())],
+        headers,
     };
     let reply = Reply {
         length: Some(body.len() as u64),

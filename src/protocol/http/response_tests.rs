@@ -139,9 +139,14 @@ fn refusals() {
         encode_refusal(&mut out, status, true, 0);
         let text = String::from_utf8(out).unwrap();
         let body = format!("{status} {}\n", reason_phrase(status));
+        let retry = if status == 503 {
+            "Retry-After: 1\r\n"
+        } else {
+            ""
+        };
         let want = format!(
             "HTTP/1.1 {status} {}\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nServer: fastgate\r\n\
-Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+Content-Type: text/plain\r\n{retry}Content-Length: {}\r\n\r\n{body}",
             reason_phrase(status),
             body.len()
         );
