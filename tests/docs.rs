@@ -2,8 +2,9 @@
 //! `--help` (the top level, `serve`, `request`, `bench`) is in the man page,
 //! with its `FASTGATE_*` variable where it has one and its default in its
 //! own entry; the man page is clean
-//! roff (`mandoc -Tlint`); and every option the README or a deploy file
-//! names in a `fastgate` command exists in `--help`.
+//! roff (`mandoc -Tlint`); every option the README or a deploy file
+//! names in a `fastgate` command exists in `--help`; and every test the
+//! threat model (docs/SECURITY.md) cites as its backing exists.
 
 mod common;
 
@@ -316,4 +317,56 @@ fn every_fastgate_command_in_deploy_files_uses_real_options() {
         );
     }
     assert!(checked > 10, "only {checked} options found in deploy/");
+}
+
+const SECURITY: &str = include_str!("../docs/SECURITY.md");
+
+/// Whether a code span reads as a test's name (`a_client_that_leaves`),
+/// not an option or a directive with a file before it.
+fn is_test_name(code: &str) -> bool {
+    code.matches('_').count() >= 2
+        && code
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The tests docs/SECURITY.md cites, as (file, name): each
+/// `tests/FILE.rs::name` or `src/PATH.rs::name`, and the bare names after
+/// it on the same line, which are in the same file.
+fn cited_tests(doc: &str) -> Vec<(String, String)> {
+    let mut cited = Vec::new();
+    for line in doc.lines() {
+        let mut file: Option<&str> = None;
+        for code in line.split('`').skip(1).step_by(2) {
+            let split = code.split_once("::").filter(|(p, _)| p.ends_with(".rs"));
+            if let Some((path, name)) = split {
+                file = Some(path);
+                cited.push((path.to_string(), name.to_string()));
+            } else if code.ends_with(".rs") {
+                file = None;
+            } else if let Some(path) = file.filter(|_| is_test_name(code)) {
+                cited.push((path.to_string(), code.to_string()));
+            }
+        }
+    }
+    cited
+}
+
+#[test]
+fn every_test_the_security_model_cites_exists() {
+    let cited = cited_tests(SECURITY);
+    assert!(cited.len() > 40, "only {} tests cited", cited.len());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let missing: Vec<String> = cited
+        .iter()
+        .filter(|(path, name)| {
+            let source = std::fs::read_to_string(root.join(path)).unwrap_or_default();
+            !source.contains(&format!("fn {name}("))
+        })
+        .map(|(path, name)| format!("{path}::{name}"))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/SECURITY.md cites tests that do not exist: {missing:?}"
+    );
 }
