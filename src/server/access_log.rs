@@ -46,6 +46,14 @@ impl Entry {
     }
 }
 
+/// The status a request is logged with: set always when `force`, else
+/// only when no head has given it one.
+pub fn set_status(log: &mut Option<Box<Entry>>, status: u16, force: bool) {
+    if let Some(e) = log.as_mut().filter(|e| force || e.status == 0) {
+        e.status = status;
+    }
+}
+
 /// Output of a request went out: its status (with the head) and bytes.
 pub fn note_output(log: &mut Option<Box<Entry>>, status: Option<u16>, bytes: usize) {
     if let Some(e) = log.as_mut() {

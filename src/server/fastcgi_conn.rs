@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access_log::{note_output, Entry};
+use super::access_log::{note_output, set_status, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
 use super::hold::{hold, Chunk, Held, Kept, RELEASE_ROOM};
 use super::id_map::Requests;
 use super::limits::Limits;
 use super::listener::Peer;
-use super::machine::{BodyClock, Machine};
+use super::machine::{abort_running, BodyClock, Machine, CLIENT_GONE};
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -52,7 +52,6 @@ struct FcgiReq {
 }
 
 /// The status logged for a request whose client left first (as nginx).
-const CLIENT_GONE: u16 = 499;
 
 #[derive(Default)]
 pub struct FcgiConn {
@@ -559,10 +558,7 @@ impl Machine for FcgiConn {
             let Phase::Running { shared, .. } = &req.phase else {
                 continue;
             };
-            shared.abort();
-            bump(&ctx.stats.aborted_requests);
-            let queue = shared.queue_time();
-            ctx.log_end(with_status(req.log, CLIENT_GONE), peer, queue);
+            abort_running(ctx, shared, req.log, peer);
         }
     }
 
@@ -662,9 +658,7 @@ fn release(io: &mut ConnIo, phase: &Phase) {
 
 /// Sets the logged status unless a response head already did.
 fn with_status(mut log: Option<Box<Entry>>, status: u16) -> Option<Box<Entry>> {
-    if let Some(e) = log.as_mut().filter(|e| e.status == 0) {
-        e.status = status;
-    }
+    set_status(&mut log, status, false);
     log
 }
 

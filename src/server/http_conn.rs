@@ -11,13 +11,13 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::access_log::{note_output, Entry};
+use super::access_log::{note_output, set_status, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
 use super::hold::{hold, Chunk, Held, Kept, RELEASE_ROOM};
 use super::limits::Limits;
 use super::listener::{Local, Peer};
-use super::machine::{expired, request_deadline, BodyClock, Machine};
+use super::machine::{abort_running, expired, observe_end, request_deadline, BodyClock, Machine};
 use super::message::{End, ReqRef};
 use super::shared::{Input, Pushed, Shared};
 use super::stats::bump;
@@ -273,14 +273,8 @@ impl HttpConn {
         encode(&mut io.out.buf, status, false, unix_now());
         io.refused = true;
         ctx.stats.count_refusal(status);
-        self.set_status(status, true);
+        set_status(&mut self.log, status, true);
         self.finish(ctx, io, false);
-    }
-
-    fn set_status(&mut self, status: u16, force: bool) {
-        if let Some(e) = self.log.as_mut().filter(|e| force || e.status == 0) {
-            e.status = status;
-        }
     }
 
     /// The request is answered: the connection waits for the next one, or
@@ -289,11 +283,7 @@ impl HttpConn {
         let queue = match &self.phase {
             Phase::Running {
                 shared, dispatched, ..
-            } => {
-                let took = ctx.now.saturating_duration_since(*dispatched);
-                ctx.stats.latency.observe(took);
-                shared.queue_time()
-            }
+            } => observe_end(ctx, shared, *dispatched),
             _ => None,
         };
         self.phase = if keep { Phase::Head } else { Phase::Done };
@@ -350,7 +340,7 @@ impl HttpConn {
             }
             // Cut short: the client sees a body that does not end right.
             End::Failed => {
-                self.set_status(500, false);
+                set_status(&mut self.log, 500, false);
                 self.finish(ctx, io, false);
             }
         }
@@ -369,7 +359,7 @@ impl HttpConn {
             return self.refuse(ctx, io, status);
         }
         io.abort(shared);
-        self.set_status(status, false);
+        set_status(&mut self.log, status, false);
         self.finish(ctx, io, false);
     }
 
@@ -480,11 +470,7 @@ impl Machine for HttpConn {
     fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
         self.release_head(ctx);
         if let Phase::Running { shared, .. } = &self.phase {
-            shared.abort();
-            bump(&ctx.stats.aborted_requests);
-            let queue = shared.queue_time();
-            self.set_status(499, false);
-            ctx.log_end(self.log.take(), peer, queue);
+            abort_running(ctx, shared, self.log.take(), peer);
         }
         self.phase = Phase::Done;
     }
@@ -529,7 +515,7 @@ impl Machine for HttpConn {
         let (head_sent, dispatched) = (sending.is_some(), *dispatched);
         let (status, what) = expired(ctx, io, dispatched);
         if head_sent {
-            self.set_status(status, false);
+            set_status(&mut self.log, status, false);
             return Err(CloseReason::Timeout(what));
         }
         self.refuse(ctx, io, status);

@@ -5,13 +5,15 @@
 //! protocol is one more implementation and one more arm where `Conn`
 //! picks the machine, with no change to the others.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use super::access_log::{set_status, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
 use super::limits::Limits;
 use super::listener::Peer;
 use super::message::{End, ReqRef};
+use super::shared::Shared;
 use super::stats::bump;
 use crate::protocol::cgi_response::Head;
 
@@ -119,4 +121,25 @@ pub fn expired(ctx: &mut Ctx, io: &ConnIo, dispatched: Instant) -> (u16, &'stati
     let what = "no body bytes within --body-timeout";
     ctx.warn_client(&io.peer, &format_args!("{what}; request aborted"));
     (408, what)
+}
+
+/// The status logged for a request whose client left (nginx's 499).
+pub const CLIENT_GONE: u16 = 499;
+
+/// A running request whose connection goes away: its handler learns it,
+/// it counts as aborted, and it is logged as the client's leaving unless
+/// a head already gave it a status.
+pub fn abort_running(ctx: &mut Ctx, shared: &Shared, mut log: Option<Box<Entry>>, peer: &Peer) {
+    shared.abort();
+    bump(&ctx.stats.aborted_requests);
+    set_status(&mut log, CLIENT_GONE, false);
+    ctx.log_end(log, peer, shared.queue_time());
+}
+
+/// The request dispatched at `dispatched` has ended: its latency is
+/// observed; returns how long it queued, for its log line.
+pub fn observe_end(ctx: &Ctx, shared: &Shared, dispatched: Instant) -> Option<Duration> {
+    let took = ctx.now.saturating_duration_since(dispatched);
+    ctx.stats.latency.observe(took);
+    shared.queue_time()
 }

@@ -7,13 +7,13 @@ use std::fmt::Display;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access_log::{note_output, Entry};
+use super::access_log::{note_output, set_status, Entry};
 use super::conn::{CloseReason, ConnIo};
 use super::context::Ctx;
 use super::hold::{hold, Chunk, Held, Kept, RELEASE_ROOM};
 use super::limits::Limits;
 use super::listener::Peer;
-use super::machine::{expired, request_deadline, BodyClock, Machine};
+use super::machine::{abort_running, expired, observe_end, request_deadline, BodyClock, Machine};
 use super::message::{End, ReqRef};
 use super::refusal::Refusal;
 use super::shared::{Input, Pushed, Shared};
@@ -181,25 +181,15 @@ impl ScgiConn {
         io.out.buf.extend_from_slice(&refusal.encode());
         io.refused = true;
         ctx.stats.count_refusal(refusal.status);
-        self.set_status(refusal.status, true);
+        set_status(&mut self.log, refusal.status, true);
         self.finish(ctx, io);
-    }
-
-    fn set_status(&mut self, status: u16, force: bool) {
-        if let Some(e) = self.log.as_mut().filter(|e| force || e.status == 0) {
-            e.status = status;
-        }
     }
 
     fn finish(&mut self, ctx: &mut Ctx, io: &mut ConnIo) {
         let queue = match &self.phase {
             Phase::Running {
                 shared, dispatched, ..
-            } => {
-                let took = ctx.now.saturating_duration_since(*dispatched);
-                ctx.stats.latency.observe(took);
-                shared.queue_time()
-            }
+            } => observe_end(ctx, shared, *dispatched),
             _ => None,
         };
         self.phase = Phase::Done;
@@ -230,7 +220,7 @@ impl ScgiConn {
         }
         ctx.recycle_body(c.body);
         if c.end != End::No {
-            self.set_status(500, false);
+            set_status(&mut self.log, 500, false);
             self.finish(ctx, io);
         }
     }
@@ -248,7 +238,7 @@ impl ScgiConn {
             return self.refuse(ctx, io, Refusal::new(status));
         }
         io.abort(shared);
-        self.set_status(status, false);
+        set_status(&mut self.log, status, false);
         self.finish(ctx, io);
     }
 
@@ -351,11 +341,7 @@ impl Machine for ScgiConn {
     fn abort_all(&mut self, ctx: &mut Ctx, peer: &Peer) {
         self.release_header(ctx);
         if let Phase::Running { shared, .. } = &self.phase {
-            shared.abort();
-            bump(&ctx.stats.aborted_requests);
-            let queue = shared.queue_time();
-            self.set_status(499, false);
-            ctx.log_end(self.log.take(), peer, queue);
+            abort_running(ctx, shared, self.log.take(), peer);
         }
         self.phase = Phase::Done;
     }
@@ -399,7 +385,7 @@ impl Machine for ScgiConn {
         };
         let (status, what) = expired(ctx, io, dispatched);
         if head_sent {
-            self.set_status(status, false);
+            set_status(&mut self.log, status, false);
             return Err(CloseReason::Timeout(what));
         }
         self.refuse(ctx, io, Refusal::new(status));
