@@ -195,22 +195,8 @@ fn listen_fds_sockets_are_filtered() {
 
 // ---- prefork ----
 
-/// The pids whose parent is `master` (its janitor, if any, included).
-fn children_of(master: i32) -> usize {
-    let mut n = 0;
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let ppid = after.split_whitespace().nth(1);
-        if ppid == Some(master.to_string().as_str()) {
-            n += 1;
-        }
-    }
-    n
-}
-
 fn wait_children(master: i32, n: usize) {
-    let ok = eventually(Duration::from_secs(15), || children_of(master) >= n);
+    let ok = eventually(Duration::from_secs(15), || child_pids(master).len() >= n);
     assert!(ok, "master {master} has not {n} children");
 }
 

@@ -14,31 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The pids whose parent is `master`.
+/// The children of `master` that serve (its janitor left out).
 fn children_of(master: i32) -> Vec<i32> {
-    let mut kids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-        let ppid = after
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<i32>().ok());
-        let state = after.chars().next().unwrap_or('?');
-        if ppid == Some(master) && state != 'Z' && !is_janitor(pid) {
-            kids.push(pid);
-        }
-    }
-    kids.sort();
+    let mut kids = child_pids(master);
+    kids.retain(|&pid| comm(pid) != JANITOR);
     kids
-}
-
-fn is_janitor(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .is_ok_and(|c| c.trim() == "fastgate-unlink")
 }
 
 fn wait_children(master: i32, n: usize) -> Vec<i32> {

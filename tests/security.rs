@@ -10,7 +10,9 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{eventually, nginx_params, set_param, FcgiConn, Server, TempDir};
+use common::{
+    child_pids, comm, eventually, nginx_params, set_param, FcgiConn, Server, TempDir, JANITOR,
+};
 
 /// www-data on Debian.
 const WWW_DATA: &str = "33";
@@ -31,21 +33,6 @@ fn status_ids(pid: i32, key: &str) -> Vec<String> {
         .find_map(|l| l.strip_prefix(key))
         .map(|rest| rest.split_whitespace().map(String::from).collect())
         .unwrap_or_default()
-}
-
-/// The direct children of `pid`, with their names.
-fn children(pid: i32) -> Vec<(i32, String)> {
-    let path = format!("/proc/{pid}/task/{pid}/children");
-    let list = fs::read_to_string(path).unwrap_or_default();
-    list.split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .map(|p: i32| (p, comm(p)))
-        .collect()
-}
-
-fn comm(pid: i32) -> String {
-    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    comm.trim().to_string()
 }
 
 /// Real, effective, saved and filesystem ids all `id`, and root's group
@@ -84,13 +71,16 @@ fn every_process_but_the_janitor_drops_to_the_user() {
     let master = server.pid();
     let mut kids = Vec::new();
     let found = eventually(Duration::from_secs(10), || {
-        kids = children(master);
-        kids.iter().filter(|(_, c)| c != "fastgate-unlink").count() == 2
+        kids = child_pids(master)
+            .into_iter()
+            .map(|p| (p, comm(p)))
+            .collect();
+        kids.iter().filter(|(_, c)| c != JANITOR).count() == 2
     });
     assert!(found, "two children and the janitor: {kids:?}");
     assert_runs_as(master, WWW_DATA);
     for (pid, name) in &kids {
-        if name == "fastgate-unlink" {
+        if name == JANITOR {
             assert_janitor_holds_nothing(*pid);
         } else {
             assert_runs_as(*pid, WWW_DATA);

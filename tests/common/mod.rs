@@ -524,6 +524,41 @@ pub fn parse_spec(spec: &str) -> fastgate::ListenSpec {
         .unwrap_or_else(|e| panic!("listen spec {spec:?}: {e}"))
 }
 
+// ---------------------------------------------------------------- processes
+
+/// The name of the janitor process a server forks to remove its socket
+/// files at exit (`/proc/PID/comm`).
+pub const JANITOR: &str = "fastgate-unlink";
+
+/// The live (not zombie) processes whose parent is `parent`, the janitor
+/// included, sorted.
+pub fn child_pids(parent: i32) -> Vec<i32> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let ppid = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<i32>().ok());
+        let state = after.chars().next().unwrap_or('?');
+        if ppid == Some(parent) && state != 'Z' {
+            kids.push(pid);
+        }
+    }
+    kids.sort();
+    kids
+}
+
+/// A process's name (`/proc/PID/comm`), empty once it is gone.
+pub fn comm(pid: i32) -> String {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    comm.trim().to_string()
+}
+
 // ---------------------------------------------------------------- sockets
 
 /// A client socket to a listen spec: TCP or Unix.
