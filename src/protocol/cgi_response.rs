@@ -27,6 +27,27 @@ pub struct Head {
 }
 
 impl Head {
+    /// The head of an answer a server gives itself, without a handler
+    /// (a refusal): plain text, and a 503 (a load problem) says when to
+    /// retry (`Retry-After: 1`). One rule for every protocol.
+    ///
+    /// ```
+    /// use fastgate::protocol::cgi_response::Head;
+    /// assert_eq!(Head::refusal(503).header("Retry-After"), Some("1"));
+    /// assert_eq!(Head::refusal(404).header("Retry-After"), None);
+    /// ```
+    pub fn refusal(status: u16) -> Head {
+        let mut headers = vec![("Content-Type".into(), "text/plain".into())];
+        if status == 503 {
+            headers.push(("Retry-After".into(), "1".into()));
+        }
+        Head {
+            status,
+            reason: reason_phrase(status).into(),
+            headers,
+        }
+    }
+
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

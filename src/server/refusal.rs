@@ -2,36 +2,28 @@
 //! malformed or oversized request, a full queue, a timeout) gets one of
 //! these at once, without a worker (ARCHITECTURE.md, "Response timing").
 
-use crate::protocol::cgi_response::{reason_phrase, write_reply_head};
+use crate::protocol::cgi_response::{write_reply_head, Head};
 
 /// A response the loop gives itself, without a worker.
 #[derive(Debug)]
 pub struct Refusal {
     pub status: u16,
-    pub retry_after: bool,
 }
 
 impl Refusal {
     /// The loop's answer with `status`. A 503 (a full queue, a stop under
     /// way, a spent spool budget, no room for held output) is a load
-    /// problem and says when to retry (`Retry-After: 1`).
+    /// problem and says when to retry ([`Head::refusal`]).
     pub fn new(status: u16) -> Refusal {
-        Refusal {
-            status,
-            retry_after: status == 503,
-        }
+        Refusal { status }
     }
 
     /// The CGI-style response bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let reason = reason_phrase(self.status);
-        let mut headers = vec![("Content-Type".to_string(), "text/plain".to_string())];
-        if self.retry_after {
-            headers.push(("Retry-After".to_string(), "1".to_string()));
-        }
+        let head = Head::refusal(self.status);
         let mut out = Vec::with_capacity(128);
-        write_reply_head(&mut out, self.status, reason, &headers);
-        out.extend_from_slice(reason.to_ascii_lowercase().as_bytes());
+        write_reply_head(&mut out, head.status, &head.reason, &head.headers);
+        out.extend_from_slice(head.reason.to_ascii_lowercase().as_bytes());
         out.push(b'\n');
         out
     }
@@ -43,11 +35,7 @@ mod tests {
 
     #[test]
     fn refusals_are_cgi_responses() {
-        let r = Refusal {
-            status: 503,
-            retry_after: true,
-        }
-        .encode();
+        let r = Refusal::new(503).encode();
         let text = String::from_utf8(r).unwrap();
         assert!(
             text.starts_with("Status: 503 Service Unavailable\r\n"),

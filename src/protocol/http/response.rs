@@ -217,17 +217,7 @@ pub fn encode_head_refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, now
 
 fn refusal(out: &mut Vec<u8>, status: u16, keep_alive: bool, head_request: bool, now: u64) {
     let body = format!("{status} {}\n", reason_phrase(status));
-    let mut headers = vec![("Content-Type".into(), "text/plain".into())];
-    // As the FastCGI and SCGI refusals (server::refusal): a 503 is a
-    // load problem, and says when to retry.
-    if status == 503 {
-        headers.push(("Retry-After".into(), "1".into()));
-    }
-    let head = Head {
-        status,
-        reason: reason_phrase(status).into(),
-        headers,
-    };
+    let head = Head::refusal(status);
     let reply = Reply {
         length: Some(body.len() as u64),
         head_request,
